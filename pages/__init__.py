@@ -1,0 +1,1 @@
+"""Streamlit pages: thin UI over elicit/, graph/ and db/."""

@@ -1,0 +1,33 @@
+"""The router: settings, the engine, the page list, one st.navigation, the shared sidebar."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import common
+
+st.set_page_config(page_title="Moral Graph Elicitation", page_icon="🧭", layout="centered")
+
+common.engine()  # applies migrations once per process; a database problem stops here, plainly
+
+participant_pages = [
+    st.Page("pages/participate.py", title="Take part", icon="💬", default=True, url_path="participate"),
+]
+console_pages = [
+    st.Page("pages/console_deliberations.py", title="Deliberations", icon="🗂️", url_path="console"),
+]
+
+user = common.facilitator()
+if user is None:
+    login = st.Page(common.login_form, title="Facilitator login", icon="🔐", url_path="login")
+    nav = st.navigation({"": participant_pages, "Console": [login]})
+else:
+    nav = st.navigation({"": participant_pages, "Console": console_pages})
+    with st.sidebar:
+        st.caption(f"Logged in as **{user}**")
+        if st.button("Log out", key="logout"):
+            common.logout()
+            st.rerun()
+        st.caption(common.settings().describe())
+
+nav.run()
