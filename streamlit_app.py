@@ -6,20 +6,20 @@ import streamlit as st
 
 from pages import common
 
-st.set_page_config(page_title="Moral Graph Elicitation", page_icon="🧭", layout="centered")
+st.set_page_config(page_title="Moral Graph Elicitation", page_icon=":material/hub:", layout="centered")
 
 common.engine()  # applies migrations once per process; a database problem stops here, plainly
 
 participant_pages = [
-    st.Page("pages/participate.py", title="Take part", icon="💬", default=True, url_path="participate"),
+    st.Page("pages/participate.py", title="Take part", icon=":material/forum:", default=True, url_path="participate"),
 ]
 console_pages = [
-    st.Page("pages/console_deliberations.py", title="Deliberations", icon="🗂️", url_path="console"),
+    st.Page("pages/console_deliberations.py", title="Deliberations", icon=":material/folder:", url_path="console"),
 ]
 
 user = common.facilitator()
 if user is None:
-    login = st.Page(common.login_form, title="Facilitator login", icon="🔐", url_path="login")
+    login = st.Page(common.login_form, title="Facilitator login", icon=":material/login:", url_path="login")
     nav = st.navigation({"": participant_pages, "Console": [login]})
 else:
     nav = st.navigation({"": participant_pages, "Console": console_pages})
