@@ -19,6 +19,8 @@ from sqlalchemy.engine import Engine
 from db.engine import make_engine
 from db.migrate import upgrade
 
+pytest_plugins = ["tests.llm_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 PG_ADMIN_URL = os.environ.get(
