@@ -18,7 +18,9 @@ CHOICES: tuple[Choice, ...] = ("upgrade", "no_upgrade", "not_sure")
 """Every valid choice, in the order the vectorised code numbers them (0, 1, 2)."""
 
 Groups = Mapping[str, Mapping[str, str]]
-"""Participant id -> {field: group label}, e.g. ``{"p1": {"party": "D", "channel": "panel"}}``."""
+"""Participant id -> {field: group label}, e.g. ``{"p1": {"party": "D", "channel": "panel"}}``.
+
+Participant ids are matched as strings (``str(vote.participant)``)."""
 
 
 class GraphError(ValueError):
