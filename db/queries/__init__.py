@@ -3,8 +3,8 @@
 Keyword-only arguments, `session` first, `get_/list_/create_/update_/delete_` verbs; writes commit.
 """
 
-from db.queries.core import *  # noqa: F403
-from db.queries.journey import *  # noqa: F403
 from db.queries.console import *  # noqa: F403
-from db.queries.values import *  # noqa: F403
+from db.queries.core import *  # noqa: F403
 from db.queries.graphdata import *  # noqa: F403
+from db.queries.journey import *  # noqa: F403
+from db.queries.values import *  # noqa: F403
