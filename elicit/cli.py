@@ -174,6 +174,13 @@ def logs(
             )
 
 
+from elicit.cli_console import participant_app  # noqa: E402
+
+app.add_typer(participant_app, name="participant")
+# GRAPH-COMMANDS: import/export groups are registered here (elicit.cli_graph)
+# VALUE-COMMANDS: dedupe/hypotheses are registered here (elicit.cli_values)
+
+
 def main() -> None:
     app()
 

@@ -202,13 +202,14 @@ def test_stream_rate_limited_then_ok_is_retried(
 def test_stream_stall_before_text_is_retried_then_raises_timeout(
     llm_server: ScriptedLLMServer, sqlite_engine: Engine
 ) -> None:
-    gateway = make_gateway(llm_server, sqlite_engine, mge_llm_timeout_s=0.2)
-    llm_server.script(Reply(text="slow", chunk_delay_s=2))  # stalls after the role chunk
+    # A 1 s read timeout leaves the healthy retry room to answer on a loaded 2-core machine.
+    gateway = make_gateway(llm_server, sqlite_engine, mge_llm_timeout_s=1.0)
+    llm_server.script(Reply(text="slow", chunk_delay_s=4))  # stalls after the role chunk
     assert "".join(gateway.stream_chat(MESSAGES, meta=META)).startswith("Echo:")
     assert summary(sqlite_engine) == [(1, "error", "timeout"), (2, "ok", None)]
 
-    no_retry = make_gateway(llm_server, sqlite_engine, mge_llm_timeout_s=0.2, mge_llm_max_retries=0)
-    llm_server.script(Reply(text="slow", chunk_delay_s=2))
+    no_retry = make_gateway(llm_server, sqlite_engine, mge_llm_timeout_s=1.0, mge_llm_max_retries=0)
+    llm_server.script(Reply(text="slow", chunk_delay_s=4))
     with pytest.raises(LLMError) as info:
         list(no_retry.stream_chat(MESSAGES, meta=META))
     assert info.value.kind == "timeout"
