@@ -6,8 +6,12 @@ FILE holds one values card per line (``card_id, title, description, detail, poli
 cluster``); it defaults to ``../shared/data/dedupe-dev.jsonl`` beside the repository. Prints
 candidate recall@1/5/10 (is a true duplicate among a card's k nearest others), pairwise
 precision/recall/F1 of the proposed clusters against ``cluster``, the upper bound a perfect
-"same value?" judge would reach, and timings. The last line is machine-readable:
-``dedupe_quality: recall@5=R f1=F``. Exits 0 whatever the scores.
+"same value?" judge would reach, and timings. When an LLM is configured (``OPENAI_BASE_URL`` or
+``OPENAI_API_KEY``, models as in the app's settings) it also runs the app's own "same value?"
+check (`elicit.dedupe.make_same_value_check`, prompt ``same_value.md``) on the candidate pairs
+and scores the clusters it decides; ``--no-llm`` skips that. The last line is machine-readable:
+``dedupe_quality: recall@5=R f1=F`` (plus `` llm_f1=F`` with the LLM check). Exits 0 whatever
+the scores.
 """
 
 from __future__ import annotations
@@ -18,9 +22,16 @@ import os
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from elicit.clustering import DEFAULT_THRESHOLD, pairwise_prf, propose_clusters, recall_at_k
+from elicit.clustering import (
+    CANDIDATE_MARGIN,
+    DEFAULT_THRESHOLD,
+    pairwise_prf,
+    propose_clusters,
+    recall_at_k,
+)
 from elicit.embeddings import LocalEmbedder, card_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE)
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--no-llm", action="store_true", help="skip the LLM same-value check")
+    parser.add_argument("--workers", type=int, default=4, help="concurrent LLM checks")
     args = parser.parse_args(argv)
     if not args.file.exists():
         print(f"no such file: {args.file}", file=sys.stderr)
@@ -79,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({sum(n for n in sizes.values() if n > 1)} cards share a cluster)"
     )
     print(f"embedder    {embedder.name} (offline, IDF from these cards)")
-    if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
-        print("llm check: not configured (an LLM is set in the environment; the same-value")
-        print("           check would apply once the gateway is wired into this bench)")
+    llm_f1: float | None = None
+    if args.no_llm:
+        print("llm check: skipped (--no-llm)")
+    elif os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
+        llm_f1 = llm_check(cards, ids, vectors, labels, args.threshold, args.workers)
     else:
         print("llm check: not configured")
     for k, value in recalls.items():
@@ -101,8 +116,60 @@ def main(argv: list[str] | None = None) -> int:
         f"time        embed {t_embed * 1000:.0f} ms, cluster {t_cluster * 1000:.0f} ms, "
         f"total {total:.2f} s"
     )
-    print(f"dedupe_quality: recall@5={recalls[5]:.3f} f1={scores.f1:.3f}")
+    llm_part = f" llm_f1={llm_f1:.3f}" if llm_f1 is not None else ""
+    print(f"dedupe_quality: recall@5={recalls[5]:.3f} f1={scores.f1:.3f}{llm_part}")
     return 0
+
+
+def llm_check(
+    cards: list[dict],
+    ids: list[int],
+    vectors,
+    labels: dict[int, object],
+    threshold: float,
+    workers: int,
+) -> float | None:
+    """Cluster with the app's LLM "same value?" check; print its scores; return its F1."""
+    from elicit.config import Settings
+    from elicit.dedupe import candidate_pairs, make_same_value_check
+    from elicit.llm import Gateway, LLMError
+
+    settings = Settings()
+    gateway = Gateway(settings=settings, engine=None)  # no ledger: nothing is stored
+    check = make_same_value_check(gateway)
+    by_id = dict(zip(ids, cards, strict=True))
+    pairs = list(candidate_pairs(vectors, ids, threshold - CANDIDATE_MARGIN))
+    t0 = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            answers = list(pool.map(lambda p: check(by_id[p[0]], by_id[p[1]]), pairs))
+        verdicts = dict(zip(pairs, answers, strict=True))
+
+        def same_value(a: int, b: int) -> bool:
+            key = (min(a, b), max(a, b))
+            if key not in verdicts:
+                verdicts[key] = check(by_id[key[0]], by_id[key[1]])
+            return verdicts[key]
+
+        clusters = propose_clusters(vectors, ids, threshold=threshold, same_value=same_value)
+    except LLMError as exc:
+        print(f"llm check: failed ({exc})")
+        return None
+    finally:
+        gateway.close()
+    elapsed = time.perf_counter() - t0
+    agree = sum(1 for (a, b), same in verdicts.items() if same == (labels[a] == labels[b]))
+    scores = pairwise_prf(clusters, labels)
+    where = settings.openai_base_url or "api.openai.com"
+    print(
+        f"llm check   {settings.model_for('dedupe')} at {where}: {len(verdicts)} calls in "
+        f"{elapsed:.1f} s, verdicts agree with the labels on {agree}/{len(verdicts)} pairs"
+    )
+    print(
+        f"with llm    precision {scores.precision:.3f}  recall {scores.recall:.3f}  "
+        f"f1 {scores.f1:.3f}"
+    )
+    return scores.f1
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def create_account(engine: Engine, *, username: str, password: str) -> int:
         raise AuthError(f"the password must be at least {MIN_PASSWORD} characters")
     with session_scope(engine) as s:
         try:
-            row = queries.create_facilitator(s, username=username, password_hash=hash_password(password))
+            row = queries.create_facilitator(
+                s, username=username, password_hash=hash_password(password)
+            )
         except queries.Conflict as exc:
             raise AuthError(str(exc)) from None
         assert row.id is not None

@@ -73,9 +73,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
         if self.mge_env == "production" and self.mge_admin_password is not None:
-            if self.mge_admin_password.lower() in PLACEHOLDER_SECRETS or len(
-                self.mge_admin_password
-            ) < 10:
+            if (
+                self.mge_admin_password.lower() in PLACEHOLDER_SECRETS
+                or len(self.mge_admin_password) < 10
+            ):
                 raise ValueError(
                     "MGE_ADMIN_PASSWORD is a placeholder or shorter than 10 characters; "
                     "set a real one in production"

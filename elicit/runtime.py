@@ -28,7 +28,5 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
         raise StartupError(f"cannot open the database at DATABASE_URL: {reason}") from None
     except SQLAlchemyError as exc:
         raise StartupError(f"database error: {type(exc).__name__}: {exc}".splitlines()[0]) from None
-    ensure_env_admin(
-        engine, username=settings.mge_admin_user, password=settings.mge_admin_password
-    )
+    ensure_env_admin(engine, username=settings.mge_admin_user, password=settings.mge_admin_password)
     return engine
