@@ -19,6 +19,8 @@ console_pages = [
     st.Page("pages/console_dashboard.py", title="Dashboard", icon=":material/monitoring:", url_path="console-dashboard"),
     st.Page("pages/console_dedupe.py", title="Deduplication", icon=":material/merge:", url_path="console-dedupe"),
     st.Page("pages/console_hypotheses.py", title="Wiser-than hypotheses", icon=":material/compare_arrows:", url_path="console-hypotheses"),
+    st.Page("pages/console_graph.py", title="Moral graph", icon=":material/hub:", url_path="console-graph"),
+    st.Page("pages/console_exports.py", title="Exports", icon=":material/download:", url_path="console-exports"),
     st.Page("pages/console_interviews.py", title="Interviews and cards", icon=":material/forum:", url_path="console-interviews"),
     st.Page("pages/console_participants.py", title="Participant data", icon=":material/person_search:", url_path="console-participants"),
     st.Page("pages/console_accounts.py", title="Accounts", icon=":material/manage_accounts:", url_path="console-accounts"),

@@ -21,20 +21,26 @@ This file is also the single home of the naive reference implementation: the gra
 Usage::
 
     python bench/graph_scale.py [--votes N] [--values N] [--contexts N] [--seed N]
+                                [--from-db URL [--keep]]
 
-``--from-db URL`` (time the engine on a real deliberation's votes) is reserved and not
-implemented yet: the database layer will provide the vote rows.
+``--from-db URL`` (SQLite or PostgreSQL) first writes the synthetic deliberation into a fresh
+deliberation of that database (schema migrated; bulk insert: COPY on PostgreSQL, executemany on
+SQLite; not timed), then "ours" also includes reading the votes back through
+``db.queries.read_graph_vote_frame`` (the same filters the app applies: deleted participants and
+archived values left out, creation order), and the check compares against the naive code run on
+the rows as written. The deliberation is deleted afterwards unless ``--keep``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import secrets
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -47,6 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from graph.scoring import pagerank_by_context  # noqa: E402
 from graph.stats import edge_statistics_frame  # noqa: E402
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 NaiveRow = tuple[Any, int, int, str, str]
 """(participant, from_id, to_id, context, choice), the shape the naive code loops over."""
@@ -243,6 +252,198 @@ def compare(ours: pd.DataFrame, naive: dict[str, list[dict[str, Any]]]) -> tuple
     return worst <= 1e-12, worst, ""
 
 
+_VOTE_COLUMNS = (
+    "deliberation_id",
+    "participant_id",
+    "from_value_id",
+    "to_value_id",
+    "context_id",
+    "choice",
+    "comment",
+    "created_at",
+)
+
+
+def _bulk_rows(
+    engine: Engine, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """COPY on PostgreSQL, one executemany on SQLite: the fastest plain way to write rows."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        if engine.dialect.name == "postgresql":
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns)
+            cur.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", list(rows)
+            )
+        cur.close()
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def write_to_db(engine: Engine, frame: pd.DataFrame, *, seed: int) -> tuple[int, pd.DataFrame]:
+    """Write ``frame`` as a fresh deliberation; return its id and the frame in database ids."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlmodel import col, select
+
+    from db.engine import session_scope
+    from db.models import CanonicalValue, Context, Deliberation, Participant
+
+    with session_scope(engine) as s:
+        d = Deliberation(slug=f"bench-graph-{seed}-{secrets.token_hex(3)}", title="Graph bench")
+        s.add(d)
+        s.commit()
+        s.refresh(d)
+        did = int(d.id or 0)
+        contexts = [str(c) for c in frame["context"].cat.categories]
+        s.add_all([Context(deliberation_id=did, text=c) for c in contexts])
+        s.commit()
+        context_id = {
+            t: i
+            for i, t in s.exec(
+                select(col(Context.id), col(Context.text)).where(Context.deliberation_id == did)
+            )
+        }
+    used_values = np.unique(np.concatenate([frame["from_id"], frame["to_id"]]))
+    now = datetime.now(UTC)
+    sqlite = engine.dialect.name == "sqlite"
+
+    def stamp(t: datetime) -> Any:
+        # SQLAlchemy's storage format for DateTime on SQLite (naive UTC text).
+        return t.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else t
+
+    _bulk_rows(
+        engine,
+        "canonicalvalue",
+        (
+            "deliberation_id",
+            "title",
+            "description",
+            "detail",
+            "policies",
+            "ref_id",
+            "archived",
+            "created_at",
+            "updated_at",
+        ),
+        (
+            (did, f"Value {v}", "", "", "[]", int(v), False, stamp(now), stamp(now))
+            for v in used_values.tolist()
+        ),
+    )
+    people = np.unique(frame["participant"].to_numpy())
+    _bulk_rows(
+        engine,
+        "participant",
+        (
+            "deliberation_id",
+            "token_hash",
+            "entry_channel",
+            "external_ref",
+            "consent_publish",
+            "consent_aggregate_only",
+            "consent_training",
+            "demographics",
+            "offered_question_ids",
+            "step",
+            "step_times",
+            "flagged",
+            "created_at",
+            "updated_at",
+        ),
+        (
+            (
+                did,
+                secrets.token_hex(32),
+                "bench",
+                str(p),
+                False,
+                False,
+                False,
+                "{}",
+                "[]",
+                "finished",
+                "{}",
+                False,
+                stamp(now),
+                stamp(now),
+            )
+            for p in people.tolist()
+        ),
+    )
+    with session_scope(engine) as s:
+        value_id = dict(
+            s.exec(
+                select(col(CanonicalValue.ref_id), col(CanonicalValue.id)).where(
+                    CanonicalValue.deliberation_id == did
+                )
+            ).all()
+        )
+        person_id = {
+            int(ref or 0): i
+            for ref, i in s.exec(
+                select(col(Participant.external_ref), col(Participant.id)).where(
+                    Participant.deliberation_id == did
+                )
+            ).all()
+        }
+    participant = pd.Series(frame["participant"].to_numpy()).map(person_id).to_numpy(np.int64)
+    source = pd.Series(frame["from_id"].to_numpy()).map(value_id).to_numpy(np.int64)
+    wiser = pd.Series(frame["to_id"].to_numpy()).map(value_id).to_numpy(np.int64)
+    ctx_codes = frame["context"].cat.codes.to_numpy()
+    ctx_ids = np.array([context_id[c] for c in contexts], dtype=np.int64)[ctx_codes]
+    choices = frame["choice"].astype(str).tolist()
+    # One microsecond apart: the database's creation order is the frame's order.
+    times = [stamp(now + timedelta(microseconds=i)) for i in range(len(frame))]
+    _bulk_rows(
+        engine,
+        "wiservote",
+        _VOTE_COLUMNS,
+        zip(
+            [did] * len(frame),
+            participant.tolist(),
+            source.tolist(),
+            wiser.tolist(),
+            ctx_ids.tolist(),
+            choices,
+            [""] * len(frame),
+            times,
+            strict=True,
+        ),
+    )
+    mapped = pd.DataFrame(
+        {
+            "participant": participant,
+            "from_id": source,
+            "to_id": wiser,
+            "context": frame["context"],
+            "choice": frame["choice"],
+        }
+    )
+    return did, mapped
+
+
+def read_from_db(engine: Engine, deliberation_id: int) -> pd.DataFrame:
+    from db.engine import session_scope
+    from db.queries.graphdata import read_graph_vote_frame
+
+    with session_scope(engine) as s:
+        return read_graph_vote_frame(s, deliberation_id=deliberation_id)
+
+
+def delete_deliberation(engine: Engine, deliberation_id: int) -> None:
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM deliberation WHERE id = :d"), {"d": deliberation_id})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--votes", type=int, default=1_000_000)
@@ -250,27 +451,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--contexts", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs for ours")
-    parser.add_argument("--from-db", metavar="URL", help="not implemented yet (see docstring)")
+    parser.add_argument(
+        "--from-db",
+        metavar="URL",
+        help="write the votes into this database (sqlite:///... or postgresql://...) and time "
+        "reading them back as part of ours",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the --from-db deliberation")
     args = parser.parse_args(argv)
-    if args.from_db:
-        print("graph_scale: --from-db is not implemented yet", file=sys.stderr)
-        return 2
 
     frame = synthetic_votes(
         n_votes=args.votes, n_values=args.values, n_contexts=args.contexts, seed=args.seed
     )
-    rows = naive_rows(frame)
     print(
         f"votes={len(frame):,} values={args.values:,} contexts={args.contexts} "
         f"participants={frame['participant'].nunique():,}"
     )
+    engine = None
+    did = 0
+    if args.from_db:
+        from db.engine import make_engine
+        from db.migrate import upgrade
+
+        engine = make_engine(args.from_db)
+        upgrade(engine)
+        start = time.perf_counter()
+        did, frame = write_to_db(engine, frame, seed=args.seed)
+        print(
+            f"from-db: {engine.dialect.name}, deliberation {did}, "
+            f"written in {time.perf_counter() - start:.1f}s (not timed)"
+        )
+    rows = naive_rows(frame)
 
     ours_times = []
-    for _ in range(max(args.repeat, 1)):
-        start = time.perf_counter()
-        stats, scores = ours_pipeline(frame)
-        ours_times.append(time.perf_counter() - start)
+    read_times = []
+    try:
+        for _ in range(max(args.repeat, 1)):
+            start = time.perf_counter()
+            if engine is not None:
+                source = read_from_db(engine, did)
+                read_times.append(time.perf_counter() - start)
+            else:
+                source = frame
+            stats, scores = ours_pipeline(source)
+            ours_times.append(time.perf_counter() - start)
+    finally:
+        if engine is not None:
+            if not args.keep:
+                delete_deliberation(engine, did)
+            engine.dispose()
     ours_s = min(ours_times)
+    if read_times:
+        print(f"from-db read runs: {', '.join(f'{t:.3f}s' for t in read_times)} (part of ours)")
 
     start = time.perf_counter()
     naive_stats, naive_scores = naive_pipeline(rows)

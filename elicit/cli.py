@@ -36,7 +36,9 @@ app.add_typer(admin_app, name="admin")
 
 DatabaseURL = Annotated[
     str | None,
-    typer.Option("--database-url", envvar="DATABASE_URL", help="Database URL (default from settings)."),
+    typer.Option(
+        "--database-url", envvar="DATABASE_URL", help="Database URL (default from settings)."
+    ),
 ]
 
 
@@ -61,7 +63,12 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (
-            CLIError, StartupError, AuthError, queries.NotFound, queries.Conflict, GraphError
+            CLIError,
+            StartupError,
+            AuthError,
+            queries.NotFound,
+            queries.Conflict,
+            GraphError,
         ) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -177,8 +184,12 @@ def logs(
 from elicit.cli_console import participant_app  # noqa: E402
 
 app.add_typer(participant_app, name="participant")
-# GRAPH-COMMANDS: import/export groups are registered here (elicit.cli_graph)
-# VALUE-COMMANDS: dedupe/hypotheses are registered here (elicit.cli_values)
+from elicit.cli_graph import graph_app  # noqa: E402
+
+app.add_typer(graph_app)
+from elicit.cli_values import values_app  # noqa: E402
+
+app.add_typer(values_app)
 
 
 def main() -> None:
