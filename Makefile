@@ -20,6 +20,8 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/ruff check .
+	$(VENV)/lint-imports
+	$(VENV)/mypy graph db/engine.py db/migrate.py
 
 fix: setup
 	$(VENV)/ruff check --fix .

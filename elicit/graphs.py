@@ -193,14 +193,22 @@ def load_graph_inputs(
         context_id = row.id
     until = None if until is None else _utc(until)
     return GraphInputs(
-        votes=queries.list_graph_votes(
-            session,
-            deliberation_id=deliberation_id,
-            until=until,
-            question_id=question_id,
-            context_id=context_id,
-        ),
-        values=queries.list_graph_values(session, deliberation_id=deliberation_id, until=until),
+        votes=[
+            Vote(*row)
+            for row in queries.list_graph_votes(
+                session,
+                deliberation_id=deliberation_id,
+                until=until,
+                question_id=question_id,
+                context_id=context_id,
+            )
+        ],
+        values=[
+            Value(*row)
+            for row in queries.list_graph_values(
+                session, deliberation_id=deliberation_id, until=until
+            )
+        ],
         groups=queries.list_participant_groups(session, deliberation_id=deliberation_id),
         questions=queries.list_question_context_texts(
             session, deliberation_id=deliberation_id, question_id=question_id

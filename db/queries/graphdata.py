@@ -1,8 +1,9 @@
 """Reading votes and values for the graph engine; writing imported reference data.
 
-Reads return the graph engine's own input types (``graph.types.Vote`` / ``Value``), imported
-lazily inside the functions so that ``from db import queries`` does not load numpy, pandas and
-networkx for pages that never draw a graph. What the engine reads:
+Reads return plain named tuples whose fields are those of the graph engine's input types
+(``GraphVoteRow`` -> ``graph.types.Vote``, ``GraphValueRow`` -> ``graph.types.Value``): ``db``
+imports nothing of ours, and ``elicit.graphs`` turns the rows into engine types. What the
+engine reads:
 
 * votes of non-deleted participants on non-archived canonical values, in creation order
   (``created_at``, then ``id``), optionally only those cast up to ``until``, in the contexts of
@@ -23,13 +24,14 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import case, func, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from db.models import (
+    CHOICES,
     CanonicalValue,
     CardVersion,
     Context,
@@ -48,10 +50,11 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import pandas as pd
 
-    from graph.types import Value, Vote
 
 __all__ = [
     "GraphComment",
+    "GraphValueRow",
+    "GraphVoteRow",
     "ImportBatch",
     "ImportCard",
     "ImportResult",
@@ -70,6 +73,31 @@ __all__ = [
     "list_value_ref_ids",
     "read_graph_vote_frame",
 ]
+
+
+class GraphVoteRow(NamedTuple):
+    """One wiser vote as the graph engine reads it (the fields of ``graph.types.Vote``)."""
+
+    participant: str
+    from_id: int
+    to_id: int
+    context: str
+    choice: str
+    created_at: datetime | None
+    question_id: int | None
+
+
+class GraphValueRow(NamedTuple):
+    """One canonical value as the graph engine reads it (the fields of ``graph.types.Value``)."""
+
+    id: int
+    title: str
+    description: str
+    detail: str
+    policies: tuple[str, ...]
+    created_at: str | None
+    updated_at: str | None
+    contributors: int
 
 IMPORT_CHANNEL = "import"
 """``Participant.entry_channel`` of the pseudonymous participants an import creates."""
@@ -225,7 +253,7 @@ def list_graph_votes(
     question_id: int | None = None,
     context_id: int | None = None,
     context: str | None = None,
-) -> list[Vote]:
+) -> list[GraphVoteRow]:
     """The votes the graph engine reads (see the module docstring), in creation order.
 
     Filters: ``until`` (cast at or before), ``question_id`` (in that question's contexts),
@@ -235,8 +263,6 @@ def list_graph_votes(
     for when it can be told: the participant's chosen question when the context belongs to it,
     else the context's only question, else None (or ``question_id`` when filtering by it).
     """
-    from graph.types import Vote
-
     stmt = _vote_statement(
         deliberation_id=deliberation_id,
         until=until,
@@ -283,7 +309,7 @@ def list_graph_votes(
 
     names: dict[int, str] = {}
     return [
-        Vote(
+        GraphVoteRow(
             names.get(p) or names.setdefault(p, str(p)),
             a,
             b,
@@ -311,8 +337,6 @@ def read_graph_vote_frame(
     (categoricals), rows in creation order: what ``graph.stats.vote_table`` reads fastest.
     """
     import pandas as pd
-
-    from graph.types import CHOICES
 
     choice_code = case(
         *((col(WiserVote.choice) == name, code) for code, name in enumerate(CHOICES)), else_=-1
@@ -347,14 +371,12 @@ def read_graph_vote_frame(
 
 def list_graph_values(
     session: Session, *, deliberation_id: int, until: datetime | None = None
-) -> list[Value]:
-    """Every non-archived canonical value, ordered by id, as ``graph.types.Value``.
+) -> list[GraphValueRow]:
+    """Every non-archived canonical value, ordered by id (the fields of ``graph.types.Value``).
 
     ``created_at``/``updated_at`` are the imported reference timestamps when the value was
     imported, else ours (ISO 8601, UTC). ``contributors`` counts cards submitted up to ``until``.
     """
-    from graph.types import Value
-
     rows = session.exec(
         select(CanonicalValue)
         .where(
@@ -369,7 +391,7 @@ def list_graph_values(
         assert row.id is not None
         imported = row.ref_id is not None
         out.append(
-            Value(
+            GraphValueRow(
                 id=row.id,
                 title=row.title,
                 description=row.description,

@@ -29,7 +29,7 @@ from elicit import graphs, participants
 from elicit.imports import import_mge_dump
 from graph.formats import parse_mge_dump, to_mge_summary
 from graph.stats import edge_statistics, vote_table
-from graph.types import GraphError
+from graph.types import GraphError, Vote
 from tests.graph_seed import (
     PUBLIC_COMMENT,
     SECRET_COMMENT,
@@ -107,7 +107,7 @@ def test_deleted_participants_and_archived_values_are_left_out(engine):
 def test_frame_fast_path_equals_the_votes(engine):
     n = seed_native(engine)
     with Session(engine) as s:
-        votes = queries.list_graph_votes(s, deliberation_id=n.deliberation_id)
+        votes = [Vote(*v) for v in queries.list_graph_votes(s, deliberation_id=n.deliberation_id)]
         frame = queries.read_graph_vote_frame(s, deliberation_id=n.deliberation_id)
     assert edge_statistics(frame) == edge_statistics(votes)
     assert len(vote_table(frame)) == len(votes)
