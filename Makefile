@@ -21,7 +21,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/lint-imports
-	$(VENV)/mypy graph db/engine.py db/migrate.py
+	$(VENV)/mypy graph db
 
 fix: setup
 	$(VENV)/ruff check --fix .

@@ -38,11 +38,11 @@ def time_id() -> str:
 
 
 def _ts(**kw: Any) -> Any:
-    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)  # type: ignore[call-overload]
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
 
 
 def _ts_opt(**kw: Any) -> Any:
-    return Field(default=None, sa_type=DateTime(timezone=True), **kw)  # type: ignore[call-overload]
+    return Field(default=None, sa_type=DateTime(timezone=True), **kw)
 
 
 def _json(default: Any) -> Any:
@@ -346,7 +346,7 @@ class FacilitatorSession(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     facilitator_id: int = Field(foreign_key="facilitator.id", index=True, ondelete="CASCADE")
     token_hash: str = Field(max_length=64, unique=True, index=True)
-    expires_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     created_at: datetime = _ts()
 
 

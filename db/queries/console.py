@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import case, delete, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -264,19 +265,20 @@ def sum_llm_usage(session: Session, *, deliberation_id: int | None = None) -> li
 
     `deliberation_id=None` sums the whole ledger. Missing token counts add nothing.
     """
-    q = select(
-        LLMCall.purpose,
-        LLMCall.model,
+    # sqlalchemy's select: sqlmodel's select() is only typed for up to 4 columns.
+    q = sa_select(
+        col(LLMCall.purpose),
+        col(LLMCall.model),
         func.count(),
-        func.sum(case((LLMCall.outcome == "ok", 0), else_=1)),
-        func.coalesce(func.sum(LLMCall.input_tokens), 0),
-        func.coalesce(func.sum(LLMCall.cached_input_tokens), 0),
-        func.coalesce(func.sum(LLMCall.output_tokens), 0),
-        func.coalesce(func.sum(LLMCall.duration_ms), 0),
+        func.sum(case((col(LLMCall.outcome) == "ok", 0), else_=1)),
+        func.coalesce(func.sum(col(LLMCall.input_tokens)), 0),
+        func.coalesce(func.sum(col(LLMCall.cached_input_tokens)), 0),
+        func.coalesce(func.sum(col(LLMCall.output_tokens)), 0),
+        func.coalesce(func.sum(col(LLMCall.duration_ms)), 0),
     )
     if deliberation_id is not None:
-        q = q.where(LLMCall.deliberation_id == deliberation_id)
-    rows = session.exec(
+        q = q.where(col(LLMCall.deliberation_id) == deliberation_id)
+    rows = session.execute(
         q.group_by(col(LLMCall.purpose), col(LLMCall.model)).order_by(
             col(LLMCall.purpose), col(LLMCall.model)
         )
@@ -534,7 +536,7 @@ def get_participant_data(session: Session, *, participant_id: int) -> dict[str, 
             select(ValuesCard)
             .where(
                 or_(
-                    ValuesCard.participant_id == participant_id,
+                    col(ValuesCard.participant_id) == participant_id,
                     col(ValuesCard.interview_id).in_(interview_ids),
                 )
             )
@@ -633,7 +635,7 @@ def delete_participant_rows(session: Session, *, participant_id: int) -> dict[st
         session,
         select(ValuesCard.id).where(
             or_(
-                ValuesCard.participant_id == participant_id,
+                col(ValuesCard.participant_id) == participant_id,
                 col(ValuesCard.interview_id).in_(interview_ids),
             )
         ),
@@ -645,9 +647,11 @@ def delete_participant_rows(session: Session, *, participant_id: int) -> dict[st
                 col(ValuesCard.id).in_(card_ids), col(ValuesCard.canonical_value_id).is_not(None)
             )
         ).all()
+        if v is not None
     }
 
     def run(stmt: Any) -> int:
+        # Session.execute is typed as returning Result; for DML it is a CursorResult (rowcount).
         return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
 
     counts: dict[str, int] = {}
@@ -656,7 +660,7 @@ def delete_participant_rows(session: Session, *, participant_id: int) -> dict[st
             update(LLMCall)
             .where(
                 or_(
-                    LLMCall.participant_id == participant_id,
+                    col(LLMCall.participant_id) == participant_id,
                     col(LLMCall.interview_id).in_(interview_ids),
                 )
             )
@@ -679,7 +683,7 @@ def delete_participant_rows(session: Session, *, participant_id: int) -> dict[st
             ("value_votes", ValueVote),
             ("survey_answers", SurveyAnswer),
         ):
-            counts[name] = run(delete(model).where(model.participant_id == participant_id))
+            counts[name] = run(delete(model).where(col(model.participant_id) == participant_id))
         still_supported = {
             int(v)
             for v in session.exec(
@@ -687,6 +691,7 @@ def delete_participant_rows(session: Session, *, participant_id: int) -> dict[st
                     col(ValuesCard.canonical_value_id).in_(list(value_ids))
                 )
             ).all()
+            if v is not None
         }
         orphans = sorted(value_ids - still_supported)
         counts["hypotheses"] = _count(
@@ -718,9 +723,12 @@ def delete_other_facilitator_sessions(
     session: Session, *, facilitator_id: int, keep_token: str | None = None
 ) -> int:
     """End a facilitator's console sessions except the one `keep_token` belongs to."""
-    stmt = delete(FacilitatorSession).where(FacilitatorSession.facilitator_id == facilitator_id)
+    stmt = delete(FacilitatorSession).where(
+        col(FacilitatorSession.facilitator_id) == facilitator_id
+    )
     if keep_token is not None:
-        stmt = stmt.where(FacilitatorSession.token_hash != hash_token(keep_token))
+        stmt = stmt.where(col(FacilitatorSession.token_hash) != hash_token(keep_token))
+    # Session.execute is typed as returning Result; for DML it is a CursorResult (rowcount).
     count = int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
     session.commit()
     return count

@@ -242,7 +242,8 @@ def _timestamp(value: Any) -> datetime | None:
         return None
     if isinstance(value, str):
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+    stamp: datetime = value
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 def list_graph_votes(

@@ -516,6 +516,7 @@ def replace_value_votes(
 
 def list_hypotheses(session: Session, *, deliberation_id: int) -> list[Hypothesis]:
     """Hypotheses open for judging: not archived, in a live context, between live values."""
+    # SQLModel sets __table__ on table models at runtime but its stubs don't declare it.
     from_value = CanonicalValue.__table__.alias("from_value")  # type: ignore[attr-defined]
     to_value = CanonicalValue.__table__.alias("to_value")  # type: ignore[attr-defined]
     q = (
