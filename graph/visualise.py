@@ -1,8 +1,12 @@
 """Render the moral graph as a standalone, offline HTML page (the only module importing pyvis).
 
-Every text that participants or an LLM wrote (titles, descriptions, policies, contexts) is
-HTML-escaped before it reaches pyvis; pyvis additionally JSON-escapes ``<``/``>`` when it embeds
-the node data, so no text can close the ``<script>`` element. pyvis inlines vis-network with
+Every text that participants or an LLM wrote (titles, descriptions, policies, contexts) reaches
+the page only as JSON data: pyvis embeds the node and edge data with Jinja's ``tojson``, which
+escapes ``<``, ``>``, ``&`` and ``'``, so no text can close the ``<script>`` element. vis-network
+draws labels on the canvas and shows string tooltips as text, so the texts go in as they are
+(HTML-escaping them would show ``&amp;`` and ``&lt;b&gt;`` on the graph). One exception: when a
+node's tooltip contains "href", pyvis switches to its own popup, which sets ``innerHTML``; then
+the node tooltips are HTML-escaped, so they still display as text. pyvis inlines vis-network with
 ``cdn_resources="in_line"`` but still links Bootstrap from a CDN: those tags are removed, so the
 page makes no network request and works offline.
 """
@@ -44,6 +48,7 @@ def _text(value: object) -> str:
 
 
 def _node_tooltip(data: Mapping[str, Any]) -> str:
+    """The card as plain text (see the module docstring for when it is HTML-escaped)."""
     parts = [str(data.get("title", ""))]
     if data.get("description"):
         parts += ["", str(data["description"])]
@@ -54,7 +59,7 @@ def _node_tooltip(data: Mapping[str, Any]) -> str:
     contributors = int(data.get("contributors", 0))
     if contributors:
         parts.append(f"contributors: {contributors}")
-    return _text("\n".join(parts))
+    return "\n".join(parts)
 
 
 def _edge_tooltip(data: Mapping[str, Any]) -> str:
@@ -67,7 +72,7 @@ def _edge_tooltip(data: Mapping[str, Any]) -> str:
         f"likelihood {float(data.get('wiser_likelihood', 0.0)):.2f}, "
         f"entropy {float(data.get('entropy', 0.0)):.2f}",
     ]
-    return _text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def render_html(graph: nx.DiGraph[int], *, height: str = "600px", width: str = "100%") -> str:
@@ -88,7 +93,7 @@ def render_html(graph: nx.DiGraph[int], *, height: str = "600px", width: str = "
     >>> values = [Value(1, "<b>Calm</b>", "", "", ()), Value(2, "Care", "", "", ()),
     ...           Value(3, "Trust", "", "", ())]
     >>> page = render_html(build_graph(values, []))
-    >>> "<b>Calm" in page, r"\u0026lt;b\u0026gt;Calm" in page  # escaped, then JSON-escaped
+    >>> "<b>Calm" in page, r"\u003cb\u003eCalm" in page  # JSON-escaped data, shown as text
     (False, True)
     """
     for name, length in (("height", height), ("width", width)):
@@ -98,13 +103,16 @@ def render_html(graph: nx.DiGraph[int], *, height: str = "600px", width: str = "
     nodes = sorted(graph.nodes)
     scores = {node: float(graph.nodes[node].get("score", 0.0)) for node in nodes}
     top = max(scores.values(), default=0.0) or 1.0
+    tooltips = {node: _node_tooltip(graph.nodes[node]) for node in nodes}
+    # pyvis's "href" popup sets innerHTML: only then must the tooltips be HTML-escaped
+    link_popup = any("href" in tip for tip in tooltips.values())
     for node in nodes:
         data = graph.nodes[node]
         score = scores[node]
         net.add_node(
             int(node),
-            label=_text(data.get("title", node)),
-            title=_node_tooltip(data),
+            label=str(data.get("title", node)),
+            title=_text(tooltips[node]) if link_popup else tooltips[node],
             size=10.0 + 30.0 * max(score, 0.0) / top,
         )
     for source, target in sorted(graph.edges):
