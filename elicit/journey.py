@@ -390,6 +390,8 @@ def visit(
                 participant = queries.get_participant_by_panel_pid(
                     s, deliberation_id=info.id, panel_pid=panel.pid
                 )
+                if participant is not None and not _panel_matches(participant, panel):
+                    participant = None  # a PID alone is not a secret: it must come with its session
                 if participant is not None and (info.is_open or participant.step == "finished"):
                     assert participant.id is not None
                     token = new_token()
@@ -439,6 +441,8 @@ def join(
                 s, deliberation_id=info.id, panel_pid=panel.pid
             )
             if existing is not None:
+                if not _panel_matches(existing, panel):
+                    raise JourneyError(PANEL_TAKEN)
                 return _resume_panel(s, existing, token)
         questions = queries.list_questions(s, deliberation_id=info.id)
         if not questions:
@@ -486,9 +490,29 @@ def join(
                 raise JourneyError(
                     "This study link has already been used. Please contact the organisers."
                 ) from None
+            if not _panel_matches(existing, panel):
+                raise JourneyError(PANEL_TAKEN) from None
             return _resume_panel(s, existing, token)
         assert p.id is not None
         return Entry(p.id, token, p.step)
+
+
+PANEL_TAKEN = (
+    "This study link has already been used in another session. Please use your resume link, "
+    "or contact the organisers."
+)
+
+
+def _panel_matches(participant: Participant, panel: PanelIds) -> bool:
+    """A returning panel participant is recognised by PID *and* the panel's session id.
+
+    Panel ids travel in URLs and are often visible to others, so a PID alone must not open
+    anyone's answers; the session id the panel issued with the first visit must match too.
+    """
+    stored, given = participant.panel_session_id, panel.session_id
+    if not stored or not given or not hmac.compare_digest(stored, given):
+        return False
+    return not (participant.panel_study_id and panel.study_id != participant.panel_study_id)
 
 
 def _resume_panel(s: Any, participant: Participant, token: str) -> Entry:

@@ -8,8 +8,6 @@ are shared with the interview and page tests.
 from __future__ import annotations
 
 import random
-import sys
-import types
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +16,6 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-import elicit
 from db import queries
 from db.engine import session_scope
 from db.models import (
@@ -80,12 +77,9 @@ def install_fake_place(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(card_id)
         return fake_place_card(session, card_id=card_id, embedder=embedder)
 
-    module = sys.modules.get("elicit.values")
-    if module is None:
-        module = types.ModuleType("elicit.values")
-        monkeypatch.setitem(sys.modules, "elicit.values", module)
-    monkeypatch.setattr(module, "place_card", place_card, raising=False)
-    monkeypatch.setattr(elicit, "values", module, raising=False)
+    import elicit.values
+
+    monkeypatch.setattr(elicit.values, "place_card", place_card)
     return calls
 
 
@@ -325,7 +319,7 @@ def test_panel_pid_race_is_decided_by_the_unique_constraint(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     d = make_deliberation(engine)
-    panel = journey.PanelIds("PIDRACE")
+    panel = journey.PanelIds("PIDRACE", "study-race", "session-race")
     first = joined(engine, d, panel=panel)
     real = queries.get_participant_by_panel_pid
     calls = {"n": 0}

@@ -446,11 +446,6 @@ def test_tokens_carry_at_least_128_random_bits(world: World) -> None:
     assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in stored + sessions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported): a PROLIFIC_PID alone resumes that participant and re-issues their "
-    "resume token (elicit/journey.py visit()), so anyone who knows a PID reads their transcript",
-)
 def test_a_panel_pid_alone_does_not_open_someone_elses_interview(world: World) -> None:
     panel = journey.PanelIds("5f0c0ffee0c0ffee0c0ffee0", "study-1", "session-secret-1")
     entry = journey.join(world.engine, slug="zebra", consent=journey.Consent(), panel=panel)
