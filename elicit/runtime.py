@@ -21,6 +21,9 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
         engine = make_engine(settings.database_url)
         if migrate:
             upgrade(engine)
+        else:
+            with engine.connect():  # fail here, as one clear line, not later mid-command
+                pass
     except DatabaseURLError as exc:
         raise StartupError(str(exc)) from None
     except OperationalError as exc:

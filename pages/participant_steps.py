@@ -343,12 +343,14 @@ def render_interview(engine: Engine, gateway: Any, settings: Settings, participa
     with st.container(border=True):
         st.caption("Your question")
         st.markdown(plain(state.question))
+    error = st.session_state.pop(CHAT_ERROR, None)
     if state.mode == "form":
+        if error:  # e.g. why the interview just switched to the guided form
+            st.warning(plain(error))
         render_form(engine, settings, state)
         return
     for m in state.messages:
         _render_message(m)
-    error = st.session_state.pop(CHAT_ERROR, None)
     if error:
         st.warning(plain(error))
     if state.awaiting_reply:

@@ -258,12 +258,6 @@ COMMANDS = {
     "db-current": ("db", "current"),
     "export": ("export", "-d", "x", "-f", "json", "-o", "/tmp/mge-never-written.json"),
 }
-DB_CURRENT_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported): `mge db current` with an unreachable database prints a raw "
-    "OperationalError traceback: open_database(migrate=False) never connects, so the failure "
-    "escapes StartupError (elicit/runtime.py, elicit/cli.py db_current)",
-)
 
 
 @pytest.mark.parametrize(
@@ -273,7 +267,6 @@ DB_CURRENT_BUG = pytest.mark.xfail(
             url,
             cmd,
             id=f"{name}-{url.split(':')[0]}",
-            marks=(DB_CURRENT_BUG if (name, url) == ("db-current", UNREACHABLE) else ()),
         )
         for url in (UNREACHABLE, "mysql://root@localhost/mge", "definitely not a url")
         for name, cmd in COMMANDS.items()
@@ -379,13 +372,6 @@ def test_cli_summary_with_invalid_utf8_is_one_line(
         assert queries.get_deliberation(s, slug="target").title == "Existing work"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported): after the third failure the engine's message ('...switched to a "
-    "short guided form. Everything you wrote is saved.') is stored in session state but never "
-    "shown: pages/participant_steps.py render_interview returns into render_form before it "
-    "pops CHAT_ERROR",
-)
 def test_the_switch_to_the_guided_form_is_explained(
     monkeypatch: pytest.MonkeyPatch, sqlite_url: str, llm_server: Any
 ) -> None:
