@@ -123,6 +123,7 @@ class GraphInputs:
     questions: dict[str, list[str]]
     comments: list[GraphComment] = field(default_factory=list)
     ref_ids: dict[int, int] = field(default_factory=dict)
+    withheld: set[int] = field(default_factory=set)
     slug: str = ""
     title: str = ""
     filters: dict[str, Any] = field(default_factory=dict)
@@ -221,6 +222,7 @@ def load_graph_inputs(
             context_id=context_id,
         ),
         ref_ids=queries.list_value_ref_ids(session, deliberation_id=deliberation_id),
+        withheld=queries.list_withheld_value_ids(session, deliberation_id=deliberation_id),
         slug=deliberation.slug,
         title=deliberation.title,
         filters={
@@ -249,8 +251,23 @@ def compute(
     )
 
 
+WITHHELD_TITLE = "Value not published"
+
+
 def _public(inputs: GraphInputs) -> GraphInputs:
-    """The inputs with imported values renumbered to their reference ids (for exports)."""
+    """The inputs as exports show them: values no contributor agreed to publish lose their
+    text (they still count in the graph), and imported values take their reference ids."""
+    if inputs.withheld:
+        inputs = replace(
+            inputs,
+            values=[
+                replace(v, title=WITHHELD_TITLE, description="", detail="", policies=())
+                if v.id in inputs.withheld
+                else v
+                for v in inputs.values
+            ],
+            withheld=set(),
+        )
     if not inputs.ref_ids:
         return inputs
     new = {v.id: inputs.ref_ids.get(v.id, v.id) for v in inputs.values}

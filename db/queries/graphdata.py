@@ -71,6 +71,7 @@ __all__ = [
     "list_participant_groups",
     "list_question_context_texts",
     "list_value_ref_ids",
+    "list_withheld_value_ids",
     "read_graph_vote_frame",
 ]
 
@@ -429,6 +430,35 @@ def _contributors(
         key = f"p{participant_id}" if participant_id is not None else f"card{card_id}"
         who.setdefault(_int(value_id), set()).add(key)
     return {v: len(s) for v, s in who.items()}
+
+
+def list_withheld_value_ids(session: Session, *, deliberation_id: int) -> set[int]:
+    """Values whose text no contributor agreed to publish (every card's participant chose
+    "aggregate only"); exports show such values without their text. Imported data (already
+    published by its source) and values with no participant cards are publishable."""
+    stmt = (
+        select(
+            ValuesCard.canonical_value_id,
+            ValuesCard.participant_id,
+            Participant.consent_publish,
+            Participant.entry_channel,
+        )
+        .outerjoin(Participant, col(Participant.id) == col(ValuesCard.participant_id))
+        .where(
+            ValuesCard.deliberation_id == deliberation_id,
+            col(ValuesCard.canonical_value_id).is_not(None),
+            col(ValuesCard.archived).is_(False),
+            col(ValuesCard.submitted_at).is_not(None) | col(ValuesCard.ref_id).is_not(None),
+            col(Participant.deleted_at).is_(None),
+        )
+    )
+    seen: set[int] = set()
+    publishable: set[int] = set()
+    for value_id, participant_id, publish, channel in session.exec(stmt).all():
+        seen.add(_int(value_id))
+        if participant_id is None or publish or channel == IMPORT_CHANNEL:
+            publishable.add(_int(value_id))
+    return seen - publishable
 
 
 def list_value_ref_ids(session: Session, *, deliberation_id: int) -> dict[int, int]:

@@ -245,12 +245,6 @@ def test_no_export_holds_personal_data(world: World, tmp_path: Path) -> None:
     assert all(b"Patient Listening" in files[n] for n in files if ":mge-summary:" in n)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported): a value whose only card comes from an 'aggregate only' participant "
-    "is exported with that card's text (db/queries/graphdata.list_graph_values has no consent "
-    "filter), though they chose 'Use my card only in aggregate counts, never its text'",
-)
 def test_aggregate_only_card_text_is_not_exported(world: World) -> None:
     files = download_exports(world)
     found = [
