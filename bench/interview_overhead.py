@@ -476,7 +476,7 @@ def llm_floor(llm_url: str, ttft: float, repeats: int = 20) -> float:
 # --- output ------------------------------------------------------------------------------------
 
 
-def report(p: Pass, turns: int) -> None:
+def report(p: Pass) -> None:
     o = p.overheads()
     total = [t.total_s for t in p.turns]
     rate = len(p.turns) / p.duration_s if p.duration_s else math.nan
@@ -613,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         p.variant = label
                         passes.append(p)
-                        report(p, args.turns)
+                        report(p)
                         if label:
                             compare(passes, p)
                     if args.repeats > 1:
