@@ -13,7 +13,8 @@ Two layers:
 
 Rules this module keeps (DESIGN.md 3.4, 8): every participant message is committed before the
 model is called; a failed call loses nothing and counts towards `MAX_FAILURES`, after which
-(or with no LLM at all) the interview becomes the guided card form; the card is articulated by
+(or at once when the provider refuses the key or the model, or with no LLM at all) the
+interview becomes the guided card form; the card is articulated by
 the interview model itself through the `submit_values_card` tool (no separate prompt), checked
 by `elicit.cards`, re-asked once with the problems, then left to the participant to fix.
 Database sessions are short: none is held open while the model streams.
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 PROMPT_NAME = "interview"
 PROMPT_SPLIT = "<!-- per-deliberation"
 MAX_FAILURES = 3
+# Failures a retry cannot fix (a wrong or missing API key, an unknown model, no credit): the
+# guided form takes over at the first one instead of making the participant try three times.
+PERMANENT_FAILURES = frozenset({"auth", "config"})
 PURPOSE = "interview"
 FRAMINGS = ("ai", "personal")
 
@@ -712,14 +716,20 @@ class Reply:
             queries.update_interview(
                 s, interview_id=self.interview_id, consecutive_failures=failures
             )
-            if failures >= MAX_FAILURES and interview.mode == "llm":
-                _switch_to_form(
-                    s, self.interview_id, f"The AI failed {failures} times in a row; guided form."
+            permanent = err.kind in PERMANENT_FAILURES
+            if (failures >= MAX_FAILURES or permanent) and interview.mode == "llm":
+                notice = (
+                    f"The AI service refused the call ({err.kind}: nothing a retry can fix); "
+                    "guided form."
+                    if permanent
+                    else f"The AI failed {failures} times in a row; guided form."
                 )
+                _switch_to_form(s, self.interview_id, notice)
                 self.switched_to_form = True
         if self.switched_to_form:
+            why = "is not available" if err.kind in PERMANENT_FAILURES else "is not answering"
             self.error = (
-                "The AI interviewer is not answering, so we switched to a short guided form. "
+                f"The AI interviewer {why}, so we switched to a short guided form. "
                 "Everything you wrote is saved."
             )
         else:

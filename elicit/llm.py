@@ -131,6 +131,20 @@ class ToolCall:
             ) from None
 
 
+def malformed_tool_calls(calls: Sequence[ToolCall]) -> LLMError | None:
+    """An `invalid_output` error naming the tool calls whose arguments are not a JSON object,
+    or None. The reply is still returned to the caller (which re-asks or falls back); this only
+    makes the ledger row say that the output was unusable instead of "ok"."""
+    bad: list[str] = []
+    for call in calls:
+        try:
+            if not isinstance(json.loads(call.arguments or "{}"), dict):
+                bad.append(f"{call.name}: arguments are not a JSON object")
+        except ValueError as exc:
+            bad.append(f"{call.name}: arguments are not JSON ({exc})")
+    return LLMError("invalid_output", "; ".join(bad), problems=bad) if bad else None
+
+
 @dataclass(frozen=True)
 class Usage:
     """Token counts of one reply; None where the provider did not say."""
@@ -526,7 +540,9 @@ class Gateway:
                 attempt=attempt,
                 usage=usage,
                 started=started,
-                error=None,
+                error=malformed_tool_calls(result.tool_calls)
+                if isinstance(result, ChatResult)
+                else None,
             )
             return value, attempt
 
@@ -770,7 +786,7 @@ class ChatStream:
         self.usage = state.usage
         self.finish_reason = state.finish
         self.done = True
-        self._record(state, None)
+        self._record(state, malformed_tool_calls(self.tool_calls))
 
     def _read(self, state: _StreamAttempt) -> Iterator[str]:
         """One request: yield text deltas, collect tool-call fragments, usage, finish reason."""

@@ -185,8 +185,9 @@ def test_faults_across_turns_lose_nothing_and_offer_a_retry(env: Env) -> None:
     rows = ledger(env, pid)
     errors = [kind for outcome, kind in rows if outcome == "error" and kind != "invalid_output"]
     assert errors == [kind for *_, kind in faults]  # one row per fault, in order
-    # 4 retries + the two malformed card calls are calls too (ok at the transport level)
+    # 4 retries + the two malformed card calls, which the ledger marks as unusable output
     assert len(rows) == len(faults) * 2 + 2
+    assert [kind for outcome, kind in rows if kind == "invalid_output"] == ["invalid_output"] * 2
 
 
 def test_three_failures_in_a_row_switch_to_the_guided_form(env: Env) -> None:

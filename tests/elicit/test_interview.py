@@ -316,6 +316,23 @@ def test_three_failures_in_a_row_switch_to_the_guided_form(
     assert interview.next_action(after) == "form_story"
 
 
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_refused_key_or_model_switches_to_the_guided_form_at_once(
+    engine: Engine, gateway: Gateway, llm_server: ScriptedLLMServer, status: int
+) -> None:
+    """Retrying cannot fix a wrong key or an unknown model: no point asking three times."""
+    state = start(engine)
+    llm_server.script(Fault.http(status))
+    reply = turn(engine, gateway, state, "my only try")
+    assert reply.outcome == "failed" and reply.switched_to_form
+    assert "not available" in (reply.error or "") and "saved" in (reply.error or "")
+    after = interview.get_state(engine, interview_id=state.interview_id)
+    assert after.mode == "form" and after.failures == 1
+    assert [m.content for m in after.messages if m.role == "user"] == ["my only try"]
+    assert interview.next_action(after) == "form_story"
+    assert len(llm_server.chat_requests) == 1  # not retried either
+
+
 # --- the turn budget ------------------------------------------------------------------------
 
 

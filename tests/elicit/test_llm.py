@@ -158,6 +158,36 @@ def test_stream_chat_reassembles_tool_call_fragments(
     assert stream.finish_reason == "tool_calls"
 
 
+def test_stream_with_malformed_tool_call_is_returned_but_ledgered_as_invalid(
+    llm_server: ScriptedLLMServer, gw: Gateway, sqlite_engine: Engine
+) -> None:
+    """The caller still gets the reply (it re-asks or falls back), but the ledger must not call
+    an unusable reply "ok": a facilitator counting failures would miss it."""
+    llm_server.script(Reply.malformed_tool_call(CARD_TOOL))
+    stream = gw.stream_chat(MESSAGES, meta=META)
+    list(stream)
+    [call] = stream.tool_calls
+    with pytest.raises(LLMError):
+        call.parsed()
+    [row] = ledger(sqlite_engine)
+    assert (row.outcome, row.error_type) == ("error", "invalid_output")
+    assert CARD_TOOL in (row.error_message or "")
+
+
+def test_chat_with_malformed_tool_call_is_ledgered_as_invalid(
+    llm_server: ScriptedLLMServer, gw: Gateway, sqlite_engine: Engine
+) -> None:
+    llm_server.script(
+        Reply.malformed_tool_call(CARD_TOOL),
+        Reply(tool_calls=[ScriptedToolCall(CARD_TOOL, GOOD_CARD)]),
+    )
+    first = gw.chat(MESSAGES, meta=META)
+    second = gw.chat(MESSAGES, meta=META)
+    assert first.tool_calls[0].arguments.startswith('{"title"')
+    assert second.tool_calls[0].parsed() == GOOD_CARD
+    assert summary(sqlite_engine) == [(1, "error", "invalid_output"), (1, "ok", None)]
+
+
 def test_stream_is_lazy_until_iterated(llm_server: ScriptedLLMServer, gw: Gateway) -> None:
     stream = gw.stream_chat(MESSAGES, meta=META)
     assert llm_server.requests == []
