@@ -20,6 +20,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
 	$(VENV)/lint-imports
 	$(VENV)/mypy graph db
 

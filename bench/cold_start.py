@@ -144,8 +144,12 @@ def import_time(modules: tuple[str, ...], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         out = subprocess.run(
-            [PYTHON, "-c", code], cwd=REPO, env=app_env("sqlite://"), capture_output=True,
-            text=True, check=True,
+            [PYTHON, "-c", code],
+            cwd=REPO,
+            env=app_env("sqlite://"),
+            capture_output=True,
+            text=True,
+            check=True,
         )
         times.append(float(out.stdout.strip().splitlines()[-1]))
     return median(times)
@@ -156,8 +160,12 @@ def slowest_imports(modules: tuple[str, ...], top: int = 12) -> list[tuple[float
     summed per top-level package, one run), seconds."""
     code = "; ".join(f"import {m}" for m in modules)
     out = subprocess.run(
-        [PYTHON, "-X", "importtime", "-c", code], cwd=REPO, env=app_env("sqlite://"),
-        capture_output=True, text=True, check=True,
+        [PYTHON, "-X", "importtime", "-c", code],
+        cwd=REPO,
+        env=app_env("sqlite://"),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     total: dict[str, float] = {}
     for line in out.stderr.splitlines():

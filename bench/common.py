@@ -186,8 +186,16 @@ class LLMServerProcess:
         card_tool: str = "submit_values_card",
     ) -> None:
         self.args = [
-            "--mode", mode, "--ttft", str(ttft_s), "--card-after", str(card_after),
-            "--card-tool", card_tool, "--port", "0",
+            "--mode",
+            mode,
+            "--ttft",
+            str(ttft_s),
+            "--card-after",
+            str(card_after),
+            "--card-tool",
+            card_tool,
+            "--port",
+            "0",
         ]
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
@@ -240,9 +248,7 @@ def app_env(database_url: str, extra: dict[str, str] | None = None) -> dict[str,
     """The environment for an app process: ours, minus any LLM or database settings of the
     person running the bench, plus the given ones."""
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "MGE_", "DATABASE_URL"))
+        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MGE_", "DATABASE_URL"))
     }
     env["DATABASE_URL"] = database_url
     env.update(extra or {})
@@ -278,12 +284,21 @@ class StreamlitProcess:
 
     def spawn(self) -> StreamlitProcess:
         cmd = [
-            PYTHON, "-m", "streamlit", "run", "streamlit_app.py",
-            "--server.headless", "true",
-            "--server.port", str(self.port),
-            "--server.address", "127.0.0.1",
-            "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none",
+            PYTHON,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
             *self.extra_args,
         ]
         out: Any = subprocess.DEVNULL

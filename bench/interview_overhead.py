@@ -403,9 +403,7 @@ def run_pass(
         bench_cpu_s=time.process_time() - bench_cpu0,
         ledger=ledger,
         load=os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan,
-        browser_parts=tuple(percentile([x[i] for x in lags], 50) for i in range(3))
-        if lags
-        else (),
+        browser_parts=tuple(percentile([x[i] for x in lags], 50) for i in range(3)) if lags else (),
         participants=n * rounds,
     )
 
@@ -511,8 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", default="1,10,50", help="participant counts, comma-separated")
     parser.add_argument("--turns", type=int, default=4, help="turns per participant")
-    parser.add_argument("--ttft", default="0,0.5", help="LLM time to first token (s), comma-separated")
-    parser.add_argument("--think", type=float, default=10.0, help="mean think time between turns (s)")
+    parser.add_argument(
+        "--ttft", default="0,0.5", help="LLM time to first token (s), comma-separated"
+    )
+    parser.add_argument(
+        "--think", type=float, default=10.0, help="mean think time between turns (s)"
+    )
     parser.add_argument(
         "--browser-n", type=int, default=1, help="also drive Chromium tabs for N up to this"
     )
@@ -587,7 +589,9 @@ def main(argv: list[str] | None = None) -> int:
                 if pin_to is not None:
                     pin(llm.pid, pin_to[1])
                 floor = llm_floor(llm.base_url, ttft)
-                print(f"ttft={ttft}s: scripted server floor (its own TTFT overhead) {fmt_ms(floor)}")
+                print(
+                    f"ttft={ttft}s: scripted server floor (its own TTFT overhead) {fmt_ms(floor)}"
+                )
                 for n in ns:
                     clients = ["protocol"] + (["browser"] if n <= args.browser_n else [])
                     # repeats interleave the variants, so drifting machine noise hits both
@@ -656,9 +660,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarise(passes: list[Pass], client: str, n: int, ttft: float, variant: str) -> None:
     """Medians over the repeats of one pass (and their range)."""
-    runs = [
-        p for p in passes if (p.client, p.n, p.ttft, p.variant) == (client, n, ttft, variant)
-    ]
+    runs = [p for p in passes if (p.client, p.n, p.ttft, p.variant) == (client, n, ttft, variant)]
     if not runs:
         return
     p50s = [percentile(p.overheads(), 50) for p in runs]

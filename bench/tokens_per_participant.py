@@ -127,8 +127,18 @@ PLANS: dict[int, tuple[list[int], list[str]]] = {
     12: (
         [0, 1, 2, 3, 4, 5, 8, 9, 10, 6, 7, 11],
         [
-            "hardest", "helped", "nurse", "ai", "more", "not_apply", "safety", "explain",
-            "guess", "card", "revised", "close",
+            "hardest",
+            "helped",
+            "nurse",
+            "ai",
+            "more",
+            "not_apply",
+            "safety",
+            "explain",
+            "guess",
+            "card",
+            "revised",
+            "close",
         ],
     ),
 }
@@ -296,24 +306,37 @@ def apply_cache(calls: Sequence[Call], warm_from: Sequence[list[int]] = ()) -> N
 # --- the quality checklist -----------------------------------------------------------------------
 
 CHECKLIST: tuple[tuple[str, str], ...] = (
-    ("stage 1: ground it in a story, a hard choice or a role model",
-     r"(?is)story.*hard choice|hard choice.*story"),
-    ("stage 2: zoom in on one value, others can wait", r"(?is)\bpick one\b|choose the one|one value"),
-    ("stage 3: ask what they pay attention to, precise yet general",
-     r"(?is)pay attention to.*(precise|general)"),
+    (
+        "stage 1: ground it in a story, a hard choice or a role model",
+        r"(?is)story.*hard choice|hard choice.*story",
+    ),
+    (
+        "stage 2: zoom in on one value, others can wait",
+        r"(?is)\bpick one\b|choose the one|one value",
+    ),
+    (
+        "stage 3: ask what they pay attention to, precise yet general",
+        r"(?is)pay attention to.*(precise|general)",
+    ),
     ("stage 4: say back a guess and check it", r"(?is)guess.*(fits|check)|check.*guess"),
-    ("stage 5: articulate the card with the tool, accept edits, confirm",
-     r"(?is)submit_values_card.*(revis|change)"),
-    ("source of meaning: not a goal, rule, norm or others' expectations",
-     r"(?is)not a goal.*rule.*(norm|expectation)"),
+    (
+        "stage 5: articulate the card with the tool, accept edits, confirm",
+        r"(?is)submit_values_card.*(revis|change)",
+    ),
+    (
+        "source of meaning: not a goal, rule, norm or others' expectations",
+        r"(?is)not a goal.*rule.*(norm|expectation)",
+    ),
     ("move: from a goal, ask how they would live while pursuing it", r"(?is)goal.*how.*live"),
     ("move: from a feeling, what it signals (fear, anger, shame)", r"(?is)fear.*anger.*shame"),
     ("move: from a rule, how they would act if it were honoured", r"(?is)rule.*honou?red"),
     ("move: ask when it would not apply", r"(?i)not apply"),
     ("style: one short question at a time", r"(?i)one (short )?question"),
     ("style: no flattery", r"(?i)flattery|praise"),
-    ("style: no jargon said to the participant",
-     r"(?is)attentional policy.*source of meaning|source of meaning.*attentional policy"),
+    (
+        "style: no jargon said to the participant",
+        r"(?is)attentional policy.*source of meaning|source of meaning.*attentional policy",
+    ),
     ("style: never lead or suggest a value", r"(?i)do not lead|never suggest|lead the witness"),
     ("style: stay on the question", r"(?i)stay on the question"),
     ("card: title of 2-5 words", r"(?i)2 to 5 words|2-5 words|two to five words"),
@@ -371,17 +394,16 @@ class Background:
         from tests.llm_server import Reply, ToolCall, forced_tool
 
         name = forced_tool(request) or ""
-        system = " ".join(
-            str(m.get("content") or "") for m in request.get("messages") or []
-        )
+        system = " ".join(str(m.get("content") or "") for m in request.get("messages") or [])
         if name == "judge_same_value":
             a, b = self._card(system, "card_a"), self._card(system, "card_b")
             same = a in self.cluster and self.cluster.get(a) == self.cluster.get(b)
             reason = SAME_REASON.format(
                 a=a[0].lower() or "one thing",
                 b=b[0].lower() or "another",
-                verdict="that is the same way of choosing" if same else "those guide different "
-                "choices",
+                verdict="that is the same way of choosing"
+                if same
+                else "those guide different choices",
                 could="could" if same else "could not",
             )
             return Reply(tool_calls=[ToolCall(name, {"reason": reason, "same_value": same})])
@@ -537,8 +559,18 @@ def background_estimates(counter: Counter, *, participants: int) -> list[Estimat
     def one(system: str, tool: str, args: dict[str, Any]) -> tuple[int, int]:
         body = {
             "messages": [{"role": "system", "content": f"{system}\n{pair}"}],
-            "tools": [{"type": "function", "function": {"name": tool, "parameters": {
-                "type": "object", "properties": {k: {"type": "string"} for k in args}}}}],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool,
+                        "parameters": {
+                            "type": "object",
+                            "properties": {k: {"type": "string"} for k in args},
+                        },
+                    },
+                }
+            ],
         }
         return len(counter.prompt(body)), counter.completion("", [(tool, json.dumps(args))])
 
@@ -627,9 +659,11 @@ def run_interview(turns: int, workdir: Path, counter: Counter) -> tuple[Totals, 
             Call("interview", counter.prompt(body), completion)
         )
     apply_cache(reference.calls, warm_from=[c.prompt for c in others.calls])
-    facts["shared_with_other"] = max(
-        (common_prefix(reference.calls[0].prompt, c.prompt) for c in others.calls), default=0
-    ) if reference.calls else 0
+    facts["shared_with_other"] = (
+        max((common_prefix(reference.calls[0].prompt, c.prompt) for c in others.calls), default=0)
+        if reference.calls
+        else 0
+    )
     for req in embeddings:  # only with MGE_EMBEDDING_PROVIDER=openai; the default is offline
         inputs = (req.body or {}).get("input") or []
         tokens = sum(len(counter.encode(str(t))) for t in inputs)
@@ -661,7 +695,9 @@ def price_for(model: str) -> tuple[float, float, float]:
     return prices.get(model, prices.get("gpt-4o", (0.0, 0.0, 0.0)))
 
 
-def cost(prompt: float, cached: float, completion: float, price: tuple[float, float, float]) -> float:
+def cost(
+    prompt: float, cached: float, completion: float, price: tuple[float, float, float]
+) -> float:
     p_in, p_cached, p_out = price
     return ((prompt - cached) * p_in + cached * p_cached + completion * p_out) / 1e6
 
@@ -783,7 +819,9 @@ def main(argv: list[str] | None = None) -> int:
             if turns == lengths[0]:
                 items = checklist(facts["system_text"])
                 met = sum(ok for _, ok in items)
-                print(f"quality checklist (interview system prompt vs DESIGN.md 5.0): {met}/{len(items)}")
+                print(
+                    f"quality checklist (interview system prompt vs DESIGN.md 5.0): {met}/{len(items)}"
+                )
                 for label, ok in items:
                     print(f"  [{'x' if ok else ' '}] {label}")
                 mark = "x" if facts["every_turn_sent"] else " "

@@ -295,9 +295,7 @@ class ValueImpression(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int = Field(foreign_key="participant.id", index=True, ondelete="CASCADE")
     draw_id: str = Field(max_length=32)
-    canonical_value_id: int = Field(
-        foreign_key="canonicalvalue.id", index=True, ondelete="CASCADE"
-    )
+    canonical_value_id: int = Field(foreign_key="canonicalvalue.id", index=True, ondelete="CASCADE")
     position: int = 0
     created_at: datetime = _ts()
 
@@ -309,9 +307,7 @@ class ValueVote(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int = Field(foreign_key="participant.id", index=True, ondelete="CASCADE")
     draw_id: str = Field(max_length=32)
-    canonical_value_id: int = Field(
-        foreign_key="canonicalvalue.id", index=True, ondelete="CASCADE"
-    )
+    canonical_value_id: int = Field(foreign_key="canonicalvalue.id", index=True, ondelete="CASCADE")
     created_at: datetime = _ts()
 
 

@@ -26,7 +26,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 PG_ADMIN_URL = os.environ.get(
     "MGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-LLM_ENV = [k for k in os.environ if k.startswith(("OPENAI_", "MGE_")) and k != "MGE_TEST_POSTGRES_URL"]
+LLM_ENV = [
+    k for k in os.environ if k.startswith(("OPENAI_", "MGE_")) and k != "MGE_TEST_POSTGRES_URL"
+]
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,13 @@ def question(s: Session, d: Deliberation, *, text: str = "What should I do?") ->
     return queries.create_question(s, deliberation_id=d.id, title=text[:30], text=text)
 
 
-def context(s: Session, d: Deliberation, q: Question | None = None, *, text: str = "When the user is in distress") -> Context:
+def context(
+    s: Session,
+    d: Deliberation,
+    q: Question | None = None,
+    *,
+    text: str = "When the user is in distress",
+) -> Context:
     assert d.id is not None
     c = queries.get_or_create_context(s, deliberation_id=d.id, text=text)
     if q is not None:
@@ -40,7 +46,9 @@ def participant(s: Session, d: Deliberation, **fields: Any) -> tuple[Participant
     return p, token
 
 
-def value(s: Session, d: Deliberation, *, title: str = "Value", policies: list[str] | None = None) -> CanonicalValue:
+def value(
+    s: Session, d: Deliberation, *, title: str = "Value", policies: list[str] | None = None
+) -> CanonicalValue:
     v = CanonicalValue(
         deliberation_id=d.id,
         title=title,

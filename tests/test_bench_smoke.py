@@ -81,4 +81,3 @@ def test_run_all_skips_dedupe_quality_or_runs_it():
         assert re.search(r"^dedupe_quality: recall@5=", out.stdout, re.M), out.stdout
     else:
         assert "dedupe_quality: skipped" in out.stdout
-

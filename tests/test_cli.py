@@ -32,7 +32,8 @@ def test_db_upgrade_twice_succeeds_on_empty_database(db_url):
 
 def test_admin_create_reads_password_from_stdin_and_stores_hash(db_url):
     result = runner.invoke(
-        app, ["admin", "create", "alice", "--password-stdin", "--database-url", db_url],
+        app,
+        ["admin", "create", "alice", "--password-stdin", "--database-url", db_url],
         input="a long secret\n",
     )
     assert result.exit_code == 0, result.output
@@ -76,7 +77,9 @@ def test_wrong_database_url_is_one_line_and_exit_1():
     for url in ("mysql://x@y/z", "not a url", "postgresql://nobody@127.0.0.1:1/none"):
         proc = subprocess.run(
             [sys.executable, "-m", "elicit.cli", "db", "upgrade", "--database-url", url],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == 1, (url, proc.stderr)
         assert proc.stderr.startswith("error: "), proc.stderr

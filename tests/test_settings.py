@@ -50,6 +50,10 @@ def test_prices_json_overrides_defaults(monkeypatch):
 
 def test_env_example_documents_every_setting():
     text = (REPO / ".env.example").read_text()
-    documented = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
+    documented = {
+        line.split("=", 1)[0]
+        for line in text.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     fields = {name.upper() for name in Settings.model_fields}
     assert fields == documented

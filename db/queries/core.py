@@ -76,7 +76,9 @@ def create_deliberation(session: Session, *, slug: str, title: str, **fields: An
     return row
 
 
-def get_deliberation(session: Session, *, slug: str | None = None, id: int | None = None) -> Deliberation:
+def get_deliberation(
+    session: Session, *, slug: str | None = None, id: int | None = None
+) -> Deliberation:
     if id is not None:
         row = session.get(Deliberation, id)
     else:
@@ -106,7 +108,9 @@ def create_question(
 ) -> Question:
     if position is None:
         position = session.exec(
-            select(func.count()).select_from(Question).where(Question.deliberation_id == deliberation_id)
+            select(func.count())
+            .select_from(Question)
+            .where(Question.deliberation_id == deliberation_id)
         ).one()
     row = Question(deliberation_id=deliberation_id, title=title, text=text, position=position)
     _commit(session, row)
@@ -176,7 +180,9 @@ def list_contexts(
 # --- participants ---------------------------------------------------------------------------
 
 
-def get_participant_by_token(session: Session, *, deliberation_id: int, token: str) -> Participant | None:
+def get_participant_by_token(
+    session: Session, *, deliberation_id: int, token: str
+) -> Participant | None:
     """The participant a resume token belongs to, only within that deliberation and not deleted."""
     row = session.exec(
         select(Participant).where(Participant.token_hash == hash_token(token))
@@ -190,7 +196,9 @@ def count_participants(session: Session, *, deliberation_id: int) -> int:
     return session.exec(
         select(func.count())
         .select_from(Participant)
-        .where(Participant.deliberation_id == deliberation_id, col(Participant.deleted_at).is_(None))
+        .where(
+            Participant.deliberation_id == deliberation_id, col(Participant.deleted_at).is_(None)
+        )
     ).one()
 
 
@@ -211,7 +219,9 @@ def get_facilitator(session: Session, *, username: str) -> Facilitator | None:
     return session.exec(select(Facilitator).where(Facilitator.username == username)).first()
 
 
-def update_facilitator_password(session: Session, *, facilitator_id: int, password_hash: str) -> None:
+def update_facilitator_password(
+    session: Session, *, facilitator_id: int, password_hash: str
+) -> None:
     row = session.get(Facilitator, facilitator_id)
     if row is None:
         raise NotFound(f"no facilitator {facilitator_id}")

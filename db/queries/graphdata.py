@@ -100,6 +100,7 @@ class GraphValueRow(NamedTuple):
     updated_at: str | None
     contributors: int
 
+
 IMPORT_CHANNEL = "import"
 """``Participant.entry_channel`` of the pseudonymous participants an import creates."""
 

@@ -48,7 +48,13 @@ def test_second_wiser_vote_on_same_triple_is_refused_by_database(engine):
         a, b = factories.value(s, d, title="A"), factories.value(s, d, title="B")
         c = factories.context(s, d)
         p, _ = factories.participant(s, d)
-        row = dict(deliberation_id=d.id, participant_id=p.id, from_value_id=a.id, to_value_id=b.id, context_id=c.id)
+        row = dict(
+            deliberation_id=d.id,
+            participant_id=p.id,
+            from_value_id=a.id,
+            to_value_id=b.id,
+            context_id=c.id,
+        )
         s.add(WiserVote(choice="upgrade", **row))
         s.commit()
         s.add(WiserVote(choice="no_upgrade", **row))
@@ -60,7 +66,9 @@ def test_panel_id_is_unique_per_deliberation_in_database(engine):
     with Session(engine) as s:
         d1, d2 = factories.deliberation(s), factories.deliberation(s)
         factories.participant(s, d1, panel_pid="PID1", entry_channel="panel")
-        factories.participant(s, d2, panel_pid="PID1", entry_channel="panel")  # other deliberation: fine
+        factories.participant(
+            s, d2, panel_pid="PID1", entry_channel="panel"
+        )  # other deliberation: fine
         with pytest.raises(IntegrityError):
             factories.participant(s, d1, panel_pid="PID1", entry_channel="panel")
 

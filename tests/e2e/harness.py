@@ -37,7 +37,11 @@ CHROMIUM_FLAGS = [
 
 
 def chromium_path() -> str | None:
-    return os.environ.get("MGE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return (
+        os.environ.get("MGE_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
 
 
 def free_port() -> int:
@@ -70,18 +74,33 @@ class AppServer:
     def launch(self) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / f"streamlit-{self.port}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MGE_", "DATABASE_URL"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OPENAI_", "MGE_", "DATABASE_URL"))
+        }
         env.update(self.env)
         cmd = [
-            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-            "--server.headless", "true",
-            "--server.port", str(self.port),
-            "--server.address", "127.0.0.1",
-            "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none",
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
         ]
         with self.log_path.open("wb") as log:  # the child keeps its own handle
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def wait_healthy(self, timeout: float = 60.0) -> AppServer:
         assert self.proc is not None, "launch() first"
@@ -203,13 +222,23 @@ class LLMProcess:
 
     def start(self, timeout: float = 30.0) -> LLMProcess:
         cmd = [
-            sys.executable, "-m", "tests.llm_server", "--port", "0",
-            "--mode", self.mode,
-            "--card-tool", self.card_tool,
-            "--card-after", str(self.card_after),
-            "--chunk-delay", str(self.chunk_delay_s),
+            sys.executable,
+            "-m",
+            "tests.llm_server",
+            "--port",
+            "0",
+            "--mode",
+            self.mode,
+            "--card-tool",
+            self.card_tool,
+            "--card-after",
+            str(self.card_after),
+            "--chunk-delay",
+            str(self.chunk_delay_s),
         ]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
         assert self.proc.stdout is not None
         with selectors.DefaultSelector() as sel:
             sel.register(self.proc.stdout, selectors.EVENT_READ)

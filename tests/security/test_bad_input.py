@@ -166,9 +166,7 @@ def test_bad_messages_get_one_clear_message_and_lose_nothing(env: Env) -> None:
         env.llm.script(Fault.http(401, message="Incorrect API key provided"))
         before = users_on_screen(page)
         chat(page, typed[0])
-        page.locator('[data-testid="stChatMessageAvatarUser"]').nth(before).wait_for(
-            timeout=60_000
-        )
+        page.locator('[data-testid="stChatMessageAvatarUser"]').nth(before).wait_for(timeout=60_000)
         settle(page)
         key(page, "form_story").wait_for(timeout=60_000)
         assert "No AI is assisting you right now" in main_text(page)
