@@ -795,6 +795,9 @@ def apply(engine: Engine, plan: DedupePlan, *, actor: str) -> ApplyResult:
     """
     method = plan.method
     with session_scope(engine) as s:
+        # No card placement and no other apply of this deliberation until this commits: the
+        # freshness check below then holds for the whole transaction.
+        queries.lock_values(s, deliberation_id=plan.deliberation_id)
         if queries.count_run_decisions(s, run_id=plan.run_id):
             return ApplyResult(plan.run_id, True, _applied_value_ids(s, plan))
         _check_fresh(s, plan)

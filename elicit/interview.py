@@ -38,6 +38,7 @@ from sqlalchemy.engine import Engine
 from db import queries
 from db.engine import session_scope
 from db.models import CardVersion, Interview, Message
+from elicit import values
 from elicit.cards import (
     CARD_TOOL,
     CARD_TOOL_NAME,
@@ -922,10 +923,8 @@ def confirm_card(
 
 def place(engine: Engine, *, card_id: int, embedder: Any = None) -> bool:
     """Link a submitted card to a canonical value (`elicit.values.place_card`). A failure is
-    logged, not raised: the participant's card is safe, and placing is retried later."""
+    logged, not raised: the participant's card is safe, and the next batch dedupe places it."""
     try:
-        from elicit import values  # written by another module owner; imported late on purpose
-
         with session_scope(engine) as s:
             values.place_card(s, card_id=card_id, embedder=embedder)
             s.commit()

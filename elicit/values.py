@@ -53,15 +53,23 @@ def place_card(
     if card.canonical_value_id is not None:
         return card.canonical_value_id
     threshold = threshold_for(embedder) if threshold is None else threshold
-    values = queries.list_canonical_values(session, deliberation_id=card.deliberation_id)
     text = card_text(card.title, card.description, card.policies, card.detail)
-    if isinstance(embedder, LocalEmbedder):
+    local = isinstance(embedder, LocalEmbedder)
+    # A provider's embedding is a network call: make it before taking the lock.
+    vec = None if local else embedder.embed([text])[0]
+    # From here to the commit, no other placement (or batch dedupe) of this deliberation runs,
+    # so cards confirmed at the same instant see each other's new values.
+    queries.lock_values(session, deliberation_id=card.deliberation_id)
+    session.refresh(card)
+    if card.canonical_value_id is not None:
+        return card.canonical_value_id
+    values = queries.list_canonical_values(session, deliberation_id=card.deliberation_id)
+    if vec is None:
         # Local weights depend on the corpus: embed the card with every value in one call.
         texts = [text] + [card_text(v.title, v.description, v.policies, v.detail) for v in values]
         matrix = embedder.embed(texts)
         vec, value_vecs = matrix[0], matrix[1:]
     else:
-        vec = embedder.embed([text])[0]
         missing = [v for v in values if not v.embedding]
         if missing:
             fresh = embedder.embed(
@@ -76,7 +84,7 @@ def place_card(
     ids = [v.id for v in values if v.id is not None]
     match = nearest_existing(vec, value_vecs, ids, threshold=threshold) if ids else None
     run_id = uuid.uuid4().hex[:16]
-    stable_vec = None if isinstance(embedder, LocalEmbedder) else [float(x) for x in vec]
+    stable_vec = None if local else [float(x) for x in vec]
     if stable_vec is not None:
         card.embedding = stable_vec
     if match is None:

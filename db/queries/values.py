@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, func, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -31,6 +31,7 @@ from db.models import (
 from db.queries.core import Conflict, NotFound, _commit
 
 __all__ = [
+    "lock_values",
     "count_run_decisions",
     "count_wiser_votes_by_choice",
     "create_canonical_value",
@@ -53,6 +54,36 @@ __all__ = [
     "update_card_embedding",
     "update_hypothesis",
 ]
+
+
+# First key of the PostgreSQL advisory lock that serialises changes to a deliberation's values
+# (the second is the deliberation id). Any 32-bit constant of our own will do.
+VALUES_LOCK_KEY = 0x4D474556
+
+
+def lock_values(session: Session, *, deliberation_id: int) -> None:
+    """Serialise changes to one deliberation's canonical values until the transaction ends.
+
+    Online placement reads the values, then creates one when none is close enough; two cards
+    confirmed at the same instant would otherwise both miss each other and create two values
+    for one text. PostgreSQL takes a transaction-scoped advisory lock on (key, deliberation),
+    which blocks no reader and no other deliberation. SQLite has one writer at a time: a no-op
+    write takes the database's write lock now (waiting out the busy timeout), so the reads that
+    follow see every value committed before it.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.exec(  # type: ignore[call-overload]
+            text("SELECT pg_advisory_xact_lock(:key, :id)"),
+            params={"key": VALUES_LOCK_KEY, "id": deliberation_id},
+        )
+    else:
+        session.exec(
+            update(CanonicalValue)
+            .where(col(CanonicalValue.deliberation_id) == deliberation_id)
+            .where(col(CanonicalValue.id) == -1)
+            .values(title=CanonicalValue.title)
+        )
 
 
 def get_card(session: Session, *, card_id: int) -> ValuesCard:

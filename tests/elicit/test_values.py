@@ -78,3 +78,42 @@ def test_place_card_with_api_embedder_stores_vectors(sqlite_engine):
         c = _card(s, d, **SAFETY)
         assert place_card(s, card_id=c.id, embedder=emb) != va
         assert s.get(ValuesCard, a.id).embedding == [1.0, 0.0]
+
+
+def test_cards_placed_at_the_same_instant_share_values(engine):
+    """Identical cards confirmed together must land on one value per text, not one each: the
+    placement holds the deliberation's values lock (SQLite's write lock, a PostgreSQL advisory
+    lock) from reading the values to creating one. Runs on SQLite and PostgreSQL."""
+    import threading
+
+    with Session(engine) as s:
+        d = factories.deliberation(s)
+        ids = [_card(s, d, **(AUTONOMY if i % 2 else SAFETY)).id for i in range(8)]
+        deliberation_id = d.id
+    barrier = threading.Barrier(len(ids))
+    errors: list[BaseException] = []
+
+    def go(card_id: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            with Session(engine) as s:
+                place_card(s, card_id=card_id, embedder=LocalEmbedder())
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    with Session(engine) as s:
+        cards = s.exec(
+            select(ValuesCard).where(ValuesCard.deliberation_id == deliberation_id)
+        ).all()
+        actions = [r.action for r in s.exec(select(DedupeDecision))]
+    by_title = {c.title: {x.canonical_value_id for x in cards if x.title == c.title} for c in cards}
+    assert all(c.canonical_value_id is not None for c in cards)
+    assert [len(v) for v in by_title.values()] == [1, 1]
+    assert len({c.canonical_value_id for c in cards}) == 2
+    assert sorted(actions) == ["assign"] * 6 + ["create"] * 2
