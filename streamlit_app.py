@@ -21,77 +21,64 @@ participant_pages = [
         url_path="participate",
     ),
 ]
-console_pages = [
-    st.Page(
-        "pages/console_deliberations.py",
-        title="Deliberations",
-        icon=":material/folder:",
-        url_path="console",
-    ),
-    st.Page(
+CONSOLE = [
+    ("pages/console_deliberations.py", "Deliberations", ":material/folder:", "console"),
+    (
         "pages/console_questions.py",
-        title="Questions and contexts",
-        icon=":material/quiz:",
-        url_path="console-questions",
+        "Questions and contexts",
+        ":material/quiz:",
+        "console-questions",
     ),
-    st.Page(
-        "pages/console_dashboard.py",
-        title="Dashboard",
-        icon=":material/monitoring:",
-        url_path="console-dashboard",
-    ),
-    st.Page(
-        "pages/console_dedupe.py",
-        title="Deduplication",
-        icon=":material/merge:",
-        url_path="console-dedupe",
-    ),
-    st.Page(
+    ("pages/console_dashboard.py", "Dashboard", ":material/monitoring:", "console-dashboard"),
+    ("pages/console_dedupe.py", "Deduplication", ":material/merge:", "console-dedupe"),
+    (
         "pages/console_hypotheses.py",
-        title="Wiser-than hypotheses",
-        icon=":material/compare_arrows:",
-        url_path="console-hypotheses",
+        "Wiser-than hypotheses",
+        ":material/compare_arrows:",
+        "console-hypotheses",
     ),
-    st.Page(
-        "pages/console_graph.py",
-        title="Moral graph",
-        icon=":material/hub:",
-        url_path="console-graph",
-    ),
-    st.Page(
-        "pages/console_exports.py",
-        title="Exports",
-        icon=":material/download:",
-        url_path="console-exports",
-    ),
-    st.Page(
+    ("pages/console_graph.py", "Moral graph", ":material/hub:", "console-graph"),
+    ("pages/console_exports.py", "Exports", ":material/download:", "console-exports"),
+    (
         "pages/console_interviews.py",
-        title="Interviews and cards",
-        icon=":material/forum:",
-        url_path="console-interviews",
+        "Interviews and cards",
+        ":material/forum:",
+        "console-interviews",
     ),
-    st.Page(
+    (
         "pages/console_participants.py",
-        title="Participant data",
-        icon=":material/person_search:",
-        url_path="console-participants",
+        "Participant data",
+        ":material/person_search:",
+        "console-participants",
     ),
-    st.Page(
-        "pages/console_accounts.py",
-        title="Accounts",
-        icon=":material/manage_accounts:",
-        url_path="console-accounts",
-    ),
+    ("pages/console_accounts.py", "Accounts", ":material/manage_accounts:", "console-accounts"),
 ]
+
+
+def console_pages(*, visible: bool) -> list[st.Page]:
+    """The console pages. Logged out, they are still registered (hidden from the sidebar), so
+    a bookmarked console link opens that page, whose own check shows the login form, and
+    after logging in the facilitator is where they meant to go."""
+    return [
+        st.Page(
+            path,
+            title=title,
+            icon=icon,
+            url_path=url_path,
+            visibility="visible" if visible else "hidden",
+        )
+        for path, title, icon, url_path in CONSOLE
+    ]
+
 
 user = common.facilitator()
 if user is None:
     login = st.Page(
         common.login_form, title="Facilitator login", icon=":material/login:", url_path="login"
     )
-    nav = st.navigation({"": participant_pages, "Console": [login]})
+    nav = st.navigation({"": participant_pages, "Console": [login, *console_pages(visible=False)]})
 else:
-    nav = st.navigation({"": participant_pages, "Console": console_pages})
+    nav = st.navigation({"": participant_pages, "Console": console_pages(visible=True)})
     with st.sidebar:
         st.caption(f"Logged in as **{user}**")
         if st.button("Log out", key="logout"):

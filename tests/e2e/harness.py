@@ -406,9 +406,10 @@ def dismiss_dialogs(page: Any) -> None:
 
 
 def login(page: Any, base_url: str, username: str, password: str) -> None:
-    """Log in to the console from the app's root through the sidebar. (A deep link to /login
-    works but first opens Streamlit's modal "Page not found" notice, which makes the form inert:
-    Streamlit also reads the `pages/` folder beside streamlit_app.py as old-style pages.)"""
+    """Log in to the console from the app's root through the sidebar. (A deep link works too,
+    but the first visit after the server starts may open Streamlit's modal "Page not found"
+    notice, which makes the form inert until dismissed: Streamlit reads the `pages/` folder
+    beside streamlit_app.py as old-style pages on its very first run.)"""
     page.goto(base_url)
     page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Facilitator login").click()
     key(page, "login_user").wait_for(timeout=60_000)

@@ -14,7 +14,8 @@ Participants
   code, and the length, alphabet, uniqueness and per-character entropy of 200 issued tokens);
   the database stores only their SHA-256.
 Chromium
-- logged out, each console URL path shows the participant landing page, no console page;
+- logged out, each console URL path shows only the login form, no console page; logging in
+  there opens the page the link named;
 - a wrong password in the browser logs nobody in;
 - a console download asked for after the session ended yields no file.
 """
