@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages import common
 
-st.set_page_config(
-    page_title="Moral Graph Elicitation", page_icon=":material/hub:", layout="centered"
-)
+# A local favicon: a ":material/...:" icon would make every participant's browser fetch it
+# from Google Fonts, telling a third party who is taking part.
+ICON = Path(__file__).resolve().parent / "pages" / "assets" / "icon.png"
+st.set_page_config(page_title="Moral Graph Elicitation", page_icon=str(ICON), layout="centered")
 
 common.engine()  # applies migrations once per process; a database problem stops here, plainly
 

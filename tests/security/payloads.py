@@ -137,9 +137,9 @@ def fired(page: Any) -> list[object]:
     return out
 
 
-# Loopback, and the one host Streamlit itself fetches from: the ":material/...:" page icon
-# (the favicon) comes from Google Fonts. Any other host is a request a payload caused.
-OWN_HOSTS = ("127.0.0.1", "localhost", "fonts.gstatic.com")
+# Loopback only: the app makes participants' browsers talk to no third party (its favicon is
+# local), so any other host is a request a payload caused, or a leak.
+OWN_HOSTS = ("127.0.0.1", "localhost")
 
 
 @dataclass
