@@ -386,9 +386,13 @@ def _describe(
     if len(order) == 1:
         mean, representative = 1.0, member_ids[0]
     else:
-        sub = matrix[order] @ matrix[order].T
-        k = len(order)
-        centrality = (sub.sum(axis=1) - np.diag(sub)) / (k - 1)
+        rows = matrix[order].astype(np.float64)
+        sub = rows @ rows.T
+        # sim(a, b) and sim(b, a) can differ in the last bits of a BLAS product; made exactly
+        # symmetric, two equally central cards tie, and the tie goes to the lowest id.
+        sub = (sub + sub.T) / 2
+        np.fill_diagonal(sub, 0.0)  # |v|^2 is 1 only up to rounding: leave it out exactly
+        centrality = sub.sum(axis=1) / (len(order) - 1)
         mean = float(centrality.mean())
         representative = member_ids[int(np.argmax(centrality))]  # first max = lowest id
     asked = sorted({k for card in member_ids for k in by_card.get(card, ())})

@@ -116,6 +116,17 @@ def test_cluster_reports_central_card_and_mean_similarity() -> None:
     assert core.size == 3
 
 
+def test_a_tie_for_most_central_goes_to_the_lowest_id() -> None:
+    # Two cards are always equally central; the product's last bits must not pick the title.
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        base = rng.normal(size=384)
+        pair = normalize_rows(np.stack([base + rng.normal(size=384) * 0.05 for _ in range(2)]))
+        for ids in ([5, 9], [9, 5]):
+            (cluster,) = propose_clusters(pair, ids, threshold=0.5)
+            assert cluster.representative_id == 5
+
+
 def test_propose_clusters_handles_empty_input() -> None:
     assert propose_clusters(np.zeros((0, 4)), []) == []
 

@@ -218,7 +218,8 @@ def test_dry_run_shows_the_plan_and_changes_nothing(env):
     assert {"Own Conclusions", "Their Own Conclusions"} <= set(cards["card title"])
     at.toggle(key="dd_show_all").set_value(True)
     run(at)
-    assert HOSTILE in set(table(at, "dd_plan_table")["title"])  # a plain-text cell
+    assert "Gentle Presence" in set(table(at, "dd_plan_table")["title"])  # unchanged, now shown
+    assert HOSTILE in set(table(at, "dd_plan_cards")["card title"])  # a plain-text cell
     assert links(env.engine, world) == before
     assert count(env.engine, DedupeDecision) == 0
 
