@@ -90,3 +90,4 @@ else:
         st.caption(common.settings().describe())
 
 nav.run()
+common.freeze_startup_heap()  # after the first full run: see its docstring

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 from typing import Any
 
 import streamlit as st
@@ -12,6 +14,8 @@ from elicit.config import Settings, get_settings
 from elicit.runtime import StartupError, open_database
 
 SESSION_KEY = "console_token"
+_heap = {"frozen": False}
+_heap_lock = threading.Lock()
 
 
 def settings() -> Settings:
@@ -82,3 +86,24 @@ def login_form() -> None:
 
 def logout() -> None:
     auth.logout(engine(), st.session_state.pop(SESSION_KEY, None))
+
+
+def freeze_startup_heap() -> None:
+    """Once per process, after the first complete script run: collect, then move every object
+    alive now (modules, the engine, compiled pages) out of the garbage collector's reach.
+
+    Streamlit runs a full `gc.collect()` after every script run (`runner.postScriptGC`), so
+    that memory from a finished run is returned at once. A full collection walks every tracked
+    object; with pandas, SQLAlchemy, pydantic and openai loaded that is most of the server's CPU
+    per participant turn (`bench/interview_overhead.py`). Frozen objects are still freed by
+    reference counting; they are only skipped by the cycle collector, which is what we want
+    for objects that live as long as the process.
+    """
+    if _heap["frozen"]:
+        return
+    with _heap_lock:
+        if _heap["frozen"]:
+            return
+        gc.collect()
+        gc.freeze()
+        _heap["frozen"] = True
