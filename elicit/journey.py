@@ -32,7 +32,6 @@ from db import queries
 from db.engine import session_scope
 from db.models import CHOICES, CanonicalValue, Hypothesis, Participant, utcnow
 from elicit import interview as interview_engine
-from graph.stats import edge_statistics, edge_statistics_by_context
 from graph.types import EdgeStats, Vote
 
 TOKEN_BYTES = 32  # 256 bits
@@ -775,6 +774,8 @@ def _uncertainty(votes: Sequence[tuple[Any, str]]) -> dict[Triple, tuple[float, 
         Vote(str(v.participant_id), v.from_value_id, v.to_value_id, str(v.context_id), v.choice)
         for v, _text in votes
     ]
+    from graph.stats import edge_statistics_by_context  # pandas: only once votes exist
+
     out: dict[Triple, tuple[float, float]] = {}
     for context, edges in edge_statistics_by_context(table, min_wiser=1).items():
         for e in edges:
@@ -932,6 +933,8 @@ def landed(engine: Engine, *, participant_id: int, embedder: Any = None) -> Land
             Vote(str(v.participant_id), v.from_value_id, v.to_value_id, text, v.choice)
             for v, text in votes
         ]
+        from graph.stats import edge_statistics  # pandas: only on the last step
+
         edges = edge_statistics(table) if table else []
         came_from, leads_to = [], []
         judged_wiser = judged_less = 0

@@ -27,9 +27,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import openai
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
 
@@ -37,6 +36,9 @@ from db.engine import session_scope
 from db.models import LLMCall
 from elicit.config import Settings
 from elicit.prompts import Prompt
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +221,19 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def _sdk() -> Any:
+    """The `openai` package, imported on first use: it takes about half a second to import,
+    and a participant's first page (the landing list, consent) makes no LLM call."""
+    import openai
+
+    return openai
+
+
 def classify(exc: BaseException) -> LLMError:
     """Map an SDK (or transport/parse) exception to our typed error."""
     if isinstance(exc, LLMError):
         return exc
+    openai = _sdk()
     name = type(exc).__name__
     if isinstance(exc, openai.APITimeoutError):
         return LLMError("timeout", f"{name}: the request timed out")
@@ -262,14 +273,15 @@ def classify(exc: BaseException) -> LLMError:
 
 # Exceptions a provider call can raise that `classify` turns into LLMError. Anything else
 # (TypeError, KeyError in our own code) is a bug and propagates untouched.
-PROVIDER_ERRORS = (openai.OpenAIError, ValueError)
+def provider_errors() -> tuple[type[BaseException], ...]:
+    return (_sdk().OpenAIError, ValueError)
 
 
 # --- the gateway ---------------------------------------------------------------------------
 
 
 def _default_client(settings: Settings) -> openai.OpenAI:
-    return openai.OpenAI(
+    return _sdk().OpenAI(
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url,
         timeout=settings.mge_llm_timeout_s,
@@ -306,7 +318,7 @@ class Gateway:
         self._rng = rng or random.Random()
         try:
             self.client = (client_factory or _default_client)(settings)
-        except openai.OpenAIError as exc:
+        except _sdk().OpenAIError as exc:
             raise LLMError("config", f"cannot build the LLM client: {exc}") from None
 
     def close(self) -> None:
@@ -506,7 +518,7 @@ class Gateway:
                     result, usage = call()
                 except LLMError:
                     raise
-                except PROVIDER_ERRORS as exc:
+                except provider_errors() as exc:
                     raise classify(exc) from exc
                 value = check(result) if check is not None else result
             except LLMError as err:
@@ -816,7 +828,7 @@ class ChatStream:
                 raise LLMError("connection", "the stream ended before the reply was complete")
         except LLMError:
             raise
-        except PROVIDER_ERRORS as exc:
+        except provider_errors() as exc:
             raise classify(exc) from exc
         finally:
             if stream is not None:

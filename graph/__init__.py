@@ -7,58 +7,59 @@ only module that imports pyvis, so it is not imported here). Nothing here import
 ``elicit`` or ``pages``: callers pass plain values in.
 """
 
-from graph.build import build_graph
-from graph.scoring import (
-    analyse,
-    bootstrap,
-    bridging,
-    context_winners,
-    coordinated_voters,
-    leave_one_group_out,
-    minority_report,
-    pagerank_by_context,
-    pagerank_scores,
-    reference_pagerank,
-)
-from graph.stats import (
-    edge_statistics,
-    edge_statistics_by_context,
-    edge_statistics_frame,
-    edge_stats_from_counts,
-)
-from graph.types import (
-    CHOICES,
-    DEFAULT_THRESHOLDS,
-    EdgeStats,
-    GraphError,
-    ImportFormatError,
-    Thresholds,
-    Value,
-    Vote,
-)
+# The names below are imported on first use (PEP 562), not here: `graph.types` is imported by
+# the participant pages, which must not pay for networkx and pandas before they need them.
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "CHOICES",
-    "DEFAULT_THRESHOLDS",
-    "EdgeStats",
-    "GraphError",
-    "ImportFormatError",
-    "Thresholds",
-    "Value",
-    "Vote",
-    "analyse",
-    "bootstrap",
-    "bridging",
-    "build_graph",
-    "context_winners",
-    "coordinated_voters",
-    "edge_statistics",
-    "edge_statistics_by_context",
-    "edge_statistics_frame",
-    "edge_stats_from_counts",
-    "leave_one_group_out",
-    "minority_report",
-    "pagerank_by_context",
-    "pagerank_scores",
-    "reference_pagerank",
-]
+_HOME = {
+    "build_graph": "graph.build",
+    **dict.fromkeys(
+        [
+            "analyse",
+            "bootstrap",
+            "bridging",
+            "context_winners",
+            "coordinated_voters",
+            "leave_one_group_out",
+            "minority_report",
+            "pagerank_by_context",
+            "pagerank_scores",
+            "reference_pagerank",
+        ],
+        "graph.scoring",
+    ),
+    **dict.fromkeys(
+        [
+            "edge_statistics",
+            "edge_statistics_by_context",
+            "edge_statistics_frame",
+            "edge_stats_from_counts",
+        ],
+        "graph.stats",
+    ),
+    **dict.fromkeys(
+        [
+            "CHOICES",
+            "DEFAULT_THRESHOLDS",
+            "EdgeStats",
+            "GraphError",
+            "ImportFormatError",
+            "Thresholds",
+            "Value",
+            "Vote",
+        ],
+        "graph.types",
+    ),
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'graph' has no attribute {name!r}")
+    return getattr(import_module(_HOME[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from db.engine import make_engine
-from db.migrate import current_revision, table_names, upgrade
+from db.migrate import (
+    HEAD,
+    alembic_config,
+    current_revision,
+    stored_revisions,
+    table_names,
+    upgrade,
+)
 from db.models import WiserVote, metadata
 from tests import factories
 
@@ -27,6 +39,38 @@ def test_upgrade_on_empty_sqlite_file_creates_every_model_table(tmp_path):
     eng = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     upgrade(eng)
     assert set(table_names(eng)) - {"alembic_version"} == set(metadata.tables)
+
+
+def test_head_constant_is_the_newest_migration(engine):
+    # A new migration without HEAD moved on would be skipped on databases at the old head.
+    assert ScriptDirectory.from_config(alembic_config(engine)).get_heads() == [HEAD]
+    assert stored_revisions(engine) == [HEAD]
+
+
+def _upgrade_in_a_fresh_interpreter(url: str) -> bool:
+    """Upgrade `url` in a new Python process; whether that process imported Alembic."""
+    child = (
+        "import sys\n"
+        "from db.engine import make_engine\n"
+        "from db.migrate import upgrade\n"
+        f"upgrade(make_engine({url!r}))\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    run = [sys.executable, "-c", child]
+    done = subprocess.run(run, cwd=repo, capture_output=True, text=True, check=True)
+    return done.stdout.strip() == "True"
+
+
+def test_a_database_at_head_opens_without_importing_alembic(db_url, tmp_path):
+    assert not _upgrade_in_a_fresh_interpreter(db_url)  # at head: one SELECT, no Alembic
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert _upgrade_in_a_fresh_interpreter(fresh)  # empty: Alembic builds the schema
+    assert current_revision(make_engine(fresh)) == HEAD
+
+
+def test_stored_revisions_without_a_schema_is_none(tmp_path):
+    assert stored_revisions(make_engine(f"sqlite:///{tmp_path / 'empty.db'}")) is None
 
 
 def test_migrations_match_models_without_diff(engine):
