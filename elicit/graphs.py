@@ -26,6 +26,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -239,15 +240,20 @@ def compute(
     """Analyse the inputs: per-context and pooled statistics, PageRank, winners, bootstrap.
 
     ``min_wiser`` is the "markedWiser" threshold for keeping an edge (DESIGN.md 5.1); the other
-    thresholds are the reference's.
+    thresholds are the reference's. The result depends only on the votes and these arguments
+    and is kept for the last few of them: the graph page reruns on every click (choosing a
+    value to inspect, switching a tab), and the bootstrap is most of a page's time. The
+    returned analysis is shared between callers: read it, do not change it.
     """
     if min_wiser < 0:
         raise GraphError("min_wiser must be >= 0")
+    return _analyse(tuple(inputs.votes), min_wiser, n_bootstrap, seed)
+
+
+@lru_cache(maxsize=4)
+def _analyse(votes: tuple[Vote, ...], min_wiser: int, n_bootstrap: int, seed: int) -> Analysis:
     return analyse(
-        inputs.votes,
-        thresholds=Thresholds(min_wiser=min_wiser),
-        n_bootstrap=n_bootstrap,
-        seed=seed,
+        votes, thresholds=Thresholds(min_wiser=min_wiser), n_bootstrap=n_bootstrap, seed=seed
     )
 
 

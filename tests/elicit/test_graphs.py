@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -225,6 +226,24 @@ def test_compute_min_wiser_changes_what_is_kept(engine):
     assert any(e.kept for e in loose.pooled)
     with pytest.raises(GraphError):
         graphs.compute(inputs, min_wiser=-1)
+
+
+def test_compute_is_reused_until_the_votes_or_arguments_change(engine, monkeypatch):
+    n = seed_native(engine, voters=3)
+    inputs = _inputs(engine, n.deliberation_id)
+    calls = []
+    real = graphs.analyse
+    monkeypatch.setattr(graphs, "analyse", lambda *a, **k: calls.append(1) or real(*a, **k))
+    graphs._analyse.cache_clear()
+    first = graphs.compute(inputs, min_wiser=1, n_bootstrap=5)
+    assert graphs.compute(_inputs(engine, n.deliberation_id), min_wiser=1, n_bootstrap=5) is first
+    assert len(calls) == 1  # a page rerun with the same data: no second bootstrap
+    graphs.compute(inputs, min_wiser=2, n_bootstrap=5)
+    graphs.compute(inputs, min_wiser=1, n_bootstrap=6)
+    assert len(calls) == 3
+    fewer = replace(inputs, votes=inputs.votes[:-1])  # e.g. a participant's data deleted
+    assert graphs.compute(fewer, min_wiser=1, n_bootstrap=5) is not first
+    assert len(calls) == 4
 
 
 def test_console_tables_and_node_details(engine):
