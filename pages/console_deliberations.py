@@ -84,7 +84,12 @@ if d is not None:
         st.number_input("Peer values shown per participant", 0, 20, key="edit_peers_n")
         st.text_input("Invite code (blank: anyone with the link)", key="edit_invite")
         st.text_input("Panel completion URL (blank: none)", key="edit_completion_url")
-        st.text_input("Languages", key="edit_languages")
+        st.text_input(
+            "Languages",
+            key="edit_languages",
+            help="Kept with the deliberation for your records. The participant pages, the "
+            "interviewer and the card checks work in English only for now.",
+        )
         saved = st.form_submit_button("Save settings", key="edit_submit", type="primary")
     if saved:
         common.require_facilitator()
