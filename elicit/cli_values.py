@@ -266,3 +266,65 @@ def list_hypotheses(
                 f"{h.id:>5} ctx {h.context_id:<4} {h.from_value.title!r} -> "
                 f"{h.to_value.title!r} [{h.origin}] {votes}{mark}"
             )
+
+
+@values_app.command("simulate")
+@user_errors
+def simulate(
+    deliberation: Deliberation,
+    n: Annotated[
+        int, typer.Option("--n", "-n", help="How many simulated participants to run.")
+    ] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Personas and choices follow it.")] = 0,
+    delete: Annotated[
+        bool,
+        typer.Option("--delete", help="Delete the deliberation's simulated participants instead."),
+    ] = False,
+    database_url: DatabaseURL = None,
+) -> None:
+    """Pilot a deliberation with LLM personas before launch.
+
+    Each persona takes part like a person (also while the deliberation is
+    closed): the real interview, a confirmed card, peer values, wiser-than
+    stories, the survey. They are marked "simulated"; `--delete` removes
+    them, their cards and votes before the real participants come.
+    """
+    from elicit import journey
+    from elicit import simulate as sim
+
+    with engine_for(database_url) as engine:
+        did = deliberation_id(engine, deliberation)
+        if delete:
+            typer.echo(
+                f"deleted {sim.delete_simulated(engine, deliberation_id=did)} "
+                "simulated participant(s)"
+            )
+            return
+        settings = settings_for(database_url)
+        gateway, embedder = _tools(database_url, engine, no_llm=False)
+        try:
+            with _progress("Simulating", enabled=True) as progress:
+                runs = sim.simulate(
+                    engine,
+                    gateway,
+                    slug=deliberation,
+                    n=n,
+                    seed=seed,
+                    max_chars=settings.mge_max_message_chars,
+                    turn_budget=settings.mge_turn_budget,
+                    embedder=embedder,
+                    progress=progress,
+                )
+        except (sim.SimulationError, journey.JourneyError) as exc:
+            fail(str(exc))
+            return
+        finally:
+            if gateway is not None:
+                gateway.close()
+    for r in runs:
+        card = repr(r.card_title) if r.card_title else "no card"
+        line = f"  participant {r.participant_id}: {r.step}, {r.turns} message(s), {card}"
+        typer.echo(line + (f" ({r.problem})" if r.problem else ""))
+    typer.echo(sim.summary(runs))
+    if any(r.problem for r in runs):
+        raise typer.Exit(1)

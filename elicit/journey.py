@@ -40,6 +40,7 @@ _PANEL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 COMMENT_MAX_CHARS = 2000
 SURVEY_TEXT_MAX_CHARS = 4000
 
+SIMULATED_CHANNEL = "simulated"  # entry channel of pilot personas (elicit.simulate)
 SURVEY_ITEMS: tuple[tuple[str, str], ...] = (
     ("expressed", "The values I submitted express what I care about."),
     ("fair", "The final graph is fair, even if my value isn't the wisest."),
@@ -415,9 +416,13 @@ def join(
     panel: PanelIds | None = None,
     arrived_at: datetime | None = None,
     rng: random.Random | None = None,
+    simulated: bool = False,
 ) -> Entry:
     """Create the participant once they consent, draw the questions they are offered (the
     question step is skipped when there is only one), and issue their resume token.
+
+    ``simulated``: a pilot persona (`elicit.simulate`), entry channel "simulated"; it may join
+    a closed deliberation and needs no invite code, since pilots run before launch.
 
     A panel PID that already has a participant here resumes that participant (also when two
     requests race: the database's unique constraint decides, and the loser re-reads).
@@ -426,10 +431,10 @@ def join(
     token = new_token()
     with session_scope(engine) as s:
         info = _info(s, slug)
-        if not info.is_open:
+        if not info.is_open and not simulated:
             raise _closed()
         d = queries.get_deliberation(s, id=info.id)
-        if not _invite_ok(d.invite_code, invite_code):
+        if not simulated and not _invite_ok(d.invite_code, invite_code):
             raise InviteRequired(
                 "Please enter the invite code you were given."
                 if not invite_code
@@ -461,7 +466,9 @@ def join(
         else:
             step = "question"
         times[step] = now.isoformat()
-        if panel is not None:
+        if simulated:
+            channel = SIMULATED_CHANNEL
+        elif panel is not None:
             channel = "panel"
         elif d.invite_code:
             channel = "invite"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from elicit import console
+from elicit import console, journey, simulate, values
 from pages import common
 from pages.console_common import CHOSEN_SLUG, flash, pick_deliberation, show_error, show_flash
 
@@ -140,6 +140,61 @@ if d is not None:
             st.session_state.pop("delib_pick", None)
             flash(f"Created {copy.slug}, a copy of {d.slug}.")
             st.rerun()
+
+    with st.expander("Pilot with simulated participants"):
+        st.caption(
+            "LLM personas take part as people would, also while the deliberation is closed: "
+            "the interview, a confirmed card, peer values, wiser-than stories and the survey. "
+            "They count in the dashboard and the graph (as the group 'simulated') and their "
+            "LLM calls are in the ledger, until you delete them."
+        )
+        pilots = simulate.simulated_participant_ids(engine, deliberation_id=d.id)
+        st.write(f"Simulated participants in this deliberation: {len(pilots)}")
+        gateway = common.gateway()
+        if gateway is None:
+            st.info("No LLM is configured: simulated participants need one.")
+        else:
+            st.number_input("How many to run", 1, simulate.MAX_PARTICIPANTS, 3, key="sim_n")
+            if st.button("Run simulated participants", key="sim_run"):
+                common.require_facilitator()
+                settings = common.settings()
+                bar = st.progress(0.0, text="Starting...")
+                try:
+                    runs = simulate.simulate(
+                        engine,
+                        gateway,
+                        slug=d.slug,
+                        n=int(st.session_state.sim_n),
+                        seed=len(pilots),  # the next personas, not the same ones again
+                        max_chars=settings.mge_max_message_chars,
+                        turn_budget=settings.mge_turn_budget,
+                        embedder=values.embedder_from_settings(settings, gateway),
+                        progress=lambda done, total: bar.progress(
+                            done / total, text=f"{done} of {total} done"
+                        ),
+                    )
+                except (simulate.SimulationError, journey.JourneyError) as exc:
+                    show_error(exc)
+                else:
+                    stopped = [
+                        f"participant {r.participant_id} stopped at {r.step}: {r.problem}"
+                        for r in runs
+                        if r.problem
+                    ]
+                    flash(". ".join([simulate.summary(runs), *stopped]) + ".")
+                    st.rerun()
+        if pilots:
+            sure = st.checkbox(
+                "Delete every simulated participant of this deliberation, with their cards "
+                "and votes",
+                key="sim_delete_sure",
+            )
+            if st.button("Delete simulated participants", key="sim_delete", disabled=not sure):
+                common.require_facilitator()
+                gone = simulate.delete_simulated(engine, deliberation_id=d.id)
+                st.session_state.pop("sim_delete_sure", None)
+                flash(f"Deleted {gone} simulated participant(s).")
+                st.rerun()
 
 # --- create -----------------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ __all__ = [
     "list_facilitators",
     "list_interview_cards",
     "list_interview_rows",
+    "list_participant_ids_by_channel",
     "list_participant_progress",
     "list_question_links",
     "list_transcript",
@@ -505,6 +506,22 @@ def find_participant(
     else:
         raise TypeError("find_participant needs token, panel_pid or participant_id")
     return session.exec(q).first()
+
+
+def list_participant_ids_by_channel(
+    session: Session, *, deliberation_id: int, entry_channel: str
+) -> list[int]:
+    """Ids of the deliberation's (not deleted) participants who came in by `entry_channel`."""
+    q = (
+        select(Participant.id)
+        .where(
+            Participant.deliberation_id == deliberation_id,
+            Participant.entry_channel == entry_channel,
+            col(Participant.deleted_at).is_(None),
+        )
+        .order_by(col(Participant.id))
+    )
+    return _ids(session, q)
 
 
 def _ids(session: Session, q: Any) -> list[int]:

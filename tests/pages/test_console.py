@@ -40,7 +40,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 from streamlit.testing.v1 import AppTest
 
 from db import queries
@@ -901,3 +901,52 @@ def test_create_facilitator_and_list(env):
     assert "Facilitator created" in successes(at)
     assert list(at.dataframe[0].value["username"]) == ["bea", "fac"]
     assert auth.login(env.engine, username="bea", password="password123", hours=1).token
+
+
+# --- pilot with simulated participants (console_deliberations.py) ------------------------------
+
+
+def test_pilot_runs_simulated_participants_then_deletes_them(llm_env, llm_server):
+    from tests.elicit.test_simulate import Pilot
+
+    w = seeded(llm_env.engine, is_open=False)
+    llm_server.default = Pilot()
+    real = count(llm_env.engine, Participant)
+    at = page("console_deliberations", llm_env.token)
+    assert "Simulated participants in this deliberation: 0" in shown(at)
+    at.number_input(key="sim_n").set_value(2)
+    click(at, "sim_run")
+    assert "2 simulated participant(s): 2 finished, 2 card(s) confirmed" in successes(at)
+    assert "Simulated participants in this deliberation: 2" in shown(at)
+    assert count(llm_env.engine, Participant, Participant.entry_channel == "simulated") == 2
+    with Session(llm_env.engine) as s:
+        assert s.get(Deliberation, w["d"].id).is_open is False  # a pilot does not open it
+    assert at.button(key="sim_delete").disabled  # not before the confirmation
+    at.checkbox(key="sim_delete_sure").check()
+    run(at)
+    click(at, "sim_delete")
+    assert "Deleted 2 simulated participant(s)." in successes(at)
+    with Session(llm_env.engine) as s:
+        live = s.exec(select(Participant).where(col(Participant.deleted_at).is_(None))).all()
+    assert len(live) == real
+    assert "Simulated participants in this deliberation: 0" in shown(at)
+
+
+def test_pilot_without_llm_says_so(env):
+    seeded(env.engine)
+    at = page("console_deliberations", env.token)
+    assert "simulated participants need one" in unescape(" ".join(i.value for i in at.info))
+    assert not [b for b in at.button if b.key == "sim_run"]
+
+
+def test_expired_session_cannot_run_a_pilot(llm_env, llm_server):
+    from tests.elicit.test_simulate import Pilot
+
+    seeded(llm_env.engine)
+    llm_server.default = Pilot()
+    at = page("console_deliberations", llm_env.token)
+    end_sessions(llm_env.engine)
+    click(at, "sim_run")
+    assert is_login_form(at)
+    assert count(llm_env.engine, Participant, Participant.entry_channel == "simulated") == 0
+    assert llm_server.requests == []
