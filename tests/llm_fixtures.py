@@ -2,7 +2,8 @@
 
 Registered from `tests/conftest.py` (`pytest_plugins`). `llm_server` is a running server with an
 empty script; `llm_settings` points the app's Settings at it; `llm_gateway` is a Gateway on a
-fresh SQLite ledger whose retries do not really sleep.
+fresh SQLite ledger whose retries do not really sleep; `gateway` one whose ledger is the test's
+`engine` (both databases), without retries.
 """
 
 from __future__ import annotations
@@ -49,3 +50,21 @@ def llm_gateway(llm_settings: Settings, sqlite_engine: Engine) -> Iterator[Gatew
     )
     yield gateway
     gateway.close()
+
+
+@pytest.fixture
+def gateway(llm_server: ScriptedLLMServer, engine: Engine) -> Iterator[Gateway]:
+    """A Gateway on the scripted server whose ledger is the test's database (SQLite, then
+    PostgreSQL, with `engine`): a 1 s timeout and no retries, so a fault fails at once."""
+    from elicit.llm import Gateway
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        openai_base_url=llm_server.base_url,
+        openai_api_key="test",
+        mge_llm_timeout_s=1.0,
+        mge_llm_max_retries=0,
+    )
+    g = Gateway(settings=settings, engine=engine, sleep=lambda _s: None, backoff_base_s=0.0)
+    yield g
+    g.close()

@@ -4,7 +4,6 @@ stores (and when), what it sends, the card tool, faults, the guided form, the to
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from db.engine import session_scope
 from db.models import CardVersion, LLMCall, Message
 from elicit import interview
 from elicit.cards import CARD_TOOL
-from elicit.config import Settings
 from elicit.llm import Gateway
 from elicit.prompts import load_prompt
 from tests.elicit.test_journey import GOOD, install_fake_place, joined, make_deliberation
@@ -32,20 +30,6 @@ STORY = (
 @pytest.fixture
 def placed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return install_fake_place(monkeypatch)
-
-
-@pytest.fixture
-def gateway(llm_server: ScriptedLLMServer, engine: Engine) -> Iterator[Gateway]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        openai_base_url=llm_server.base_url,
-        openai_api_key="test",
-        mge_llm_timeout_s=1.0,
-        mge_llm_max_retries=0,
-    )
-    g = Gateway(settings=settings, engine=engine, sleep=lambda _s: None, backoff_base_s=0.0)
-    yield g
-    g.close()
 
 
 def start(engine: Engine, *, llm: bool = True, **fields: Any) -> interview.InterviewState:

@@ -5,7 +5,6 @@ only that persona, the pilot's rows can be deleted without touching real partici
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 from db.models import Interview, LLMCall, Message, Participant, SurveyAnswer, ValuesCard, WiserVote
 from elicit import journey, simulate
 from elicit.cli import app
-from elicit.config import Settings, get_settings
+from elicit.config import get_settings
 from elicit.llm import Gateway
 from tests.elicit.test_journey import (
     GOOD,
@@ -55,20 +54,6 @@ class Pilot:
 @pytest.fixture
 def placed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return install_fake_place(monkeypatch)
-
-
-@pytest.fixture
-def gateway(llm_server: ScriptedLLMServer, engine: Engine) -> Iterator[Gateway]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        openai_base_url=llm_server.base_url,
-        openai_api_key="test",
-        mge_llm_timeout_s=2.0,
-        mge_llm_max_retries=0,
-    )
-    g = Gateway(settings=settings, engine=engine, sleep=lambda _s: None, backoff_base_s=0.0)
-    yield g
-    g.close()
 
 
 def closed_study(engine: Engine) -> dict[str, Any]:
