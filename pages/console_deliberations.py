@@ -43,6 +43,12 @@ if d is not None:
     assert d.id is not None
     st.caption(f"Participant link: {common.settings().mge_public_url}/?d={d.slug}")
     st.write("Status: **open** to participants." if d.is_open else "Status: **closed**.")
+    pilots = simulate.simulated_participant_ids(engine, deliberation_id=d.id)
+    if pilots:
+        st.warning(
+            f"{len(pilots)} simulated participant(s) from a pilot are still counted. Delete "
+            "them under 'Pilot with simulated participants' before real participants come."
+        )
     if st.button(
         "Close to participants" if d.is_open else "Open to participants",
         key="delib_toggle_open",
@@ -148,7 +154,6 @@ if d is not None:
             "They count in the dashboard and the graph (as the group 'simulated') and their "
             "LLM calls are in the ledger, until you delete them."
         )
-        pilots = simulate.simulated_participant_ids(engine, deliberation_id=d.id)
         st.write(f"Simulated participants in this deliberation: {len(pilots)}")
         gateway = common.gateway()
         if gateway is None:

@@ -8,7 +8,7 @@ from datetime import datetime
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from elicit import graphs
+from elicit import graphs, simulate
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,14 @@ class Filters:
 
 
 def graph_filters(engine: Engine, deliberation_id: int, *, prefix: str) -> Filters:
-    """Question, context, minimum wiser votes and the date window's end, in one row."""
+    """Question, context, minimum wiser votes and the date window's end, in one row; above
+    them, a warning while a pilot's simulated participants are still counted."""
+    pilots = simulate.simulated_participant_ids(engine, deliberation_id=deliberation_id)
+    if pilots:
+        st.warning(
+            f"{len(pilots)} simulated participant(s) from a pilot are counted here. Delete them "
+            "on the Deliberations page before you use these results."
+        )
     options = graphs.filter_options(engine, deliberation_id=deliberation_id)
     titles = dict(options.questions)
     # Another deliberation was picked: forget a question or context that is not in it.

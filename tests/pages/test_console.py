@@ -918,6 +918,7 @@ def test_pilot_runs_simulated_participants_then_deletes_them(llm_env, llm_server
     click(at, "sim_run")
     assert "2 simulated participant(s): 2 finished, 2 card(s) confirmed" in successes(at)
     assert "Simulated participants in this deliberation: 2" in shown(at)
+    assert "2 simulated participant(s) from a pilot are still counted" in at.warning[0].value
     assert count(llm_env.engine, Participant, Participant.entry_channel == "simulated") == 2
     with Session(llm_env.engine) as s:
         assert s.get(Deliberation, w["d"].id).is_open is False  # a pilot does not open it
@@ -930,6 +931,7 @@ def test_pilot_runs_simulated_participants_then_deletes_them(llm_env, llm_server
         live = s.exec(select(Participant).where(col(Participant.deleted_at).is_(None))).all()
     assert len(live) == real
     assert "Simulated participants in this deliberation: 0" in shown(at)
+    assert not at.warning
 
 
 def test_pilot_without_llm_says_so(env):

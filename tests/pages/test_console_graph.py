@@ -37,7 +37,7 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from db.engine import make_engine
-from db.models import CanonicalValue, FacilitatorSession
+from db.models import CanonicalValue, Deliberation, FacilitatorSession, utcnow
 from elicit import auth
 from elicit.config import get_settings
 from tests import factories
@@ -165,6 +165,21 @@ def test_graph_page_renders_counts_graph_winners_and_tables(env):
     assert len(tables["edges"]) == 3 and list(tables["values"]["id"]) == [v.id for v in n.values]
     assert winners["p_stays_winner"].between(0, 1).all()
     assert SECRET_PANEL not in text
+
+
+@pytest.mark.parametrize("name", ["console_graph", "console_exports"])
+def test_pilot_participants_still_counted_are_pointed_out(env, name):
+    engine, token = env
+    n = seed_native(engine)
+    at = page(name, token)
+    assert not at.warning
+    with Session(engine) as s:
+        d = s.get(Deliberation, n.deliberation_id)
+        factories.participant(s, d, entry_channel="simulated")
+        factories.participant(s, d, entry_channel="simulated", deleted_at=utcnow())
+    run(at)
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("1 simulated participant(s) from a pilot are counted here")
 
 
 def test_value_details_show_the_card_as_plain_text(env):
