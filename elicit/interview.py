@@ -25,8 +25,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import queue
 import re
 import secrets
+import threading
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -537,6 +539,7 @@ class Reply:
     text: str = ""
     calls: int = 0
     _iterator: Iterator[str] | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[str]:
         if self._iterator is None:
@@ -548,6 +551,49 @@ class Reply:
         for _ in self:
             pass
         return self
+
+    def start(self) -> Reply:
+        """Begin the call now, in a background thread, and return at once.
+
+        The page calls this as soon as the participant's message is stored, then draws the
+        transcript while the request is on its way; iterating afterwards yields the text
+        received so far, then the rest as it arrives. The reply is stored when it ends even
+        if nobody iterates it (the participant closed the tab). `outcome`, `error` and `text`
+        are final once the iteration has ended.
+        """
+        if self._iterator is not None:
+            return self
+        deltas: queue.Queue[Any] = queue.Queue()
+
+        def pump() -> None:
+            try:
+                for delta in self._run():
+                    deltas.put(delta)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+                deltas.put(_Raised(exc))
+            finally:
+                with _IN_FLIGHT_LOCK:
+                    if _IN_FLIGHT.get(self._flight_key) is self:
+                        del _IN_FLIGHT[self._flight_key]
+                deltas.put(_END)
+
+        self._thread = threading.Thread(target=pump, name=f"reply-{self.interview_id}", daemon=True)
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT[self._flight_key] = self
+        self._thread.start()
+        self._iterator = _drain(deltas)
+        return self
+
+    @property
+    def _flight_key(self) -> tuple[str, int]:
+        return (self.engine.url.render_as_string(), self.interview_id)
+
+    def wait(self, timeout_s: float) -> bool:
+        """After `start`: wait until the reply is stored; False if it is still running."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
     # the work
 
@@ -735,6 +781,37 @@ class Reply:
             )
         else:
             self.error = f"{err.user_message} Your message is saved."
+
+
+# Replies started in this process and not stored yet, by interview: a page reloaded while one
+# is on its way waits for it instead of offering "Try again" (which would ask twice).
+_IN_FLIGHT: dict[tuple[str, int], Reply] = {}
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+def in_flight(engine: Engine, interview_id: int) -> Reply | None:
+    """The started reply of this interview that is still running, if any."""
+    with _IN_FLIGHT_LOCK:
+        return _IN_FLIGHT.get((engine.url.render_as_string(), interview_id))
+
+
+@dataclass(frozen=True)
+class _Raised:
+    error: BaseException
+
+
+_END = object()
+
+
+def _drain(deltas: queue.Queue[Any]) -> Iterator[str]:
+    """What `Reply.start`'s thread puts in the queue, as the iterator `Reply._run` would be."""
+    while True:
+        item = deltas.get()
+        if item is _END:
+            return
+        if isinstance(item, _Raised):
+            raise item.error
+        yield item
 
 
 def _with_ids(calls: Sequence[ToolCall]) -> list[ToolCall]:

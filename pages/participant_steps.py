@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&\"'@%])")
 FLASH = "journey_flash"
 CHAT_ERROR = "journey_chat_error"
+CHAT_WARNING = "journey_chat_warning"  # the message was refused (empty, too long): why
+PENDING_REPLY = "journey_pending_reply"  # started in the chat callback, drawn by the page
+LAST_REPLY = "journey_last_reply"  # the newest started reply, until it is stored
 GENERIC_ERROR = (
     "Something went wrong on our side. Everything you sent is saved; please reload the page."
 )
@@ -349,11 +352,19 @@ def render_interview(engine: Engine, gateway: Any, settings: Settings, participa
             st.warning(plain(error))
         render_form(engine, settings, state)
         return
+    pending = st.session_state.pop(PENDING_REPLY, None)
+    if pending is not None and pending.interview_id != state.interview_id:
+        pending = None
     for m in state.messages:
         _render_message(m)
     if error:
         st.warning(plain(error))
-    if state.awaiting_reply:
+    running = interview.in_flight(engine, state.interview_id) if pending is None else None
+    if state.awaiting_reply and running is not None:  # e.g. reloaded while it was coming
+        with st.spinner("The interviewer is answering..."):
+            running.wait(_reply_timeout_s(settings))
+        st.rerun()
+    if state.awaiting_reply and pending is None:
         st.caption("The interviewer has not answered your last message yet.")
         if st.button("Try again", key="chat_retry"):
             _stream_reply(
@@ -365,34 +376,52 @@ def render_interview(engine: Engine, gateway: Any, settings: Settings, participa
                 )
             )
             st.rerun()
+    if pending is not None:
+        _stream_reply(pending)
+        st.rerun()
     if state.status == "card":
         render_card_editor(engine, state)
-    text = st.chat_input(
+    st.chat_input(
         "Ask for changes, or type your answer" if state.card else "Type your answer",
         key="chat_input",
+        on_submit=_on_chat_submit,
+        args=(engine, gateway, settings, state.interview_id),
     )
-    if text is not None:
-        try:
-            stored = interview.record_input(
-                engine,
-                interview_id=state.interview_id,
-                text=text,
-                max_chars=settings.mge_max_message_chars,
-            )
-        except (interview.InputError, interview.InterviewError) as exc:
-            st.warning(plain(str(exc)))
-            return
-        with st.chat_message("user"):
-            st.markdown(plain(stored))
-        _stream_reply(
-            interview.reply(
-                engine,
-                gateway,
-                interview_id=state.interview_id,
-                turn_budget=settings.mge_turn_budget,
-            )
+    refused = st.session_state.pop(CHAT_WARNING, None)
+    if refused:
+        st.warning(plain(refused))
+
+
+def _reply_timeout_s(settings: Settings) -> float:
+    """The longest a reply can take: every attempt timing out, plus the back-off between."""
+    return settings.mge_llm_timeout_s * (settings.mge_llm_max_retries + 1) + 30
+
+
+def _on_chat_submit(engine: Engine, gateway: Any, settings: Settings, interview_id: int) -> None:
+    """Runs as soon as a message is sent, before the page is drawn again: store the message
+    and start the interviewer's reply, so the request is on its way while the page draws the
+    transcript (the page then shows the reply as it streams in)."""
+    earlier = st.session_state.get(LAST_REPLY)
+    if earlier is not None:  # sent while the last reply was still coming: let it finish first
+        earlier.wait(_reply_timeout_s(settings))
+    try:
+        interview.record_input(
+            engine,
+            interview_id=interview_id,
+            text=st.session_state.get("chat_input"),
+            max_chars=settings.mge_max_message_chars,
         )
-        st.rerun()
+    except (interview.InputError, interview.InterviewError) as exc:
+        st.session_state[CHAT_WARNING] = str(exc)
+        return
+    except Exception:  # a callback's error would bypass the page's handler: same message
+        log.exception("could not store a chat message")
+        st.session_state[CHAT_WARNING] = GENERIC_ERROR
+        return
+    reply = interview.reply(
+        engine, gateway, interview_id=interview_id, turn_budget=settings.mge_turn_budget
+    ).start()
+    st.session_state[PENDING_REPLY] = st.session_state[LAST_REPLY] = reply
 
 
 def render_form(engine: Engine, settings: Settings, state: interview.InterviewState) -> None:

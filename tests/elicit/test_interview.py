@@ -4,6 +4,8 @@ stores (and when), what it sends, the card tool, faults, the guided form, the to
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -126,6 +128,58 @@ def test_participant_message_is_committed_before_the_llm_is_called(
     )
     roles = [(m.role, m.content) for m in stored(engine, state.interview_id)]
     assert roles[1:] == [("user", STORY), ("assistant", "What did you notice in that moment?")]
+
+
+def test_a_started_reply_is_requested_at_once_and_stored_even_if_nobody_reads_it(
+    engine: Engine, gateway: Gateway, llm_server: ScriptedLLMServer
+) -> None:
+    state = start(engine)
+    arrived = threading.Event()
+    release = threading.Event()
+
+    def responder(request: dict[str, Any]) -> Reply:
+        arrived.set()
+        release.wait(5)
+        return Reply(text="What did you notice in that moment?")
+
+    llm_server.default = responder
+    interview.record_input(engine, interview_id=state.interview_id, text=STORY, max_chars=4000)
+    reply = interview.reply(engine, gateway, interview_id=state.interview_id, turn_budget=8)
+    assert not arrived.wait(0.3)  # a plain reply is lazy: nothing before it is read
+    reply.start()
+    assert arrived.wait(5)  # started: the request is out while the caller does other work
+    assert not reply.wait(0.1)  # still waiting for the model
+    assert interview.in_flight(engine, state.interview_id) is reply  # a reloaded page waits for it
+    release.set()
+    assert reply.wait(5)
+    assert interview.in_flight(engine, state.interview_id) is None
+    roles = [(m.role, m.content) for m in stored(engine, state.interview_id)]
+    assert roles[-1] == ("assistant", "What did you notice in that moment?")
+    assert "".join(reply) == "What did you notice in that moment?"  # then read it all
+    assert reply.outcome == "message" and reply.error is None
+
+
+def test_a_started_reply_hands_a_failure_to_its_reader(
+    engine: Engine, gateway: Gateway, llm_server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = start(engine)
+    llm_server.script(Fault.server_error(500))
+    failed = interview.reply(engine, gateway, interview_id=state.interview_id, turn_budget=8)
+    interview.record_input(engine, interview_id=state.interview_id, text=STORY, max_chars=4000)
+    assert list(failed.start()) == []
+    assert failed.outcome == "failed" and failed.error  # a provider failure is an outcome
+    assert [m.role for m in stored(engine, state.interview_id)][-1] == "user"
+
+    def broken(self: interview.Reply) -> Iterator[str]:
+        yield "Hel"
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(interview.Reply, "_run", broken)
+    buggy = interview.reply(engine, gateway, interview_id=state.interview_id, turn_budget=8)
+    it = iter(buggy.start())
+    assert next(it) == "Hel"
+    with pytest.raises(KeyError, match="a bug"):  # a bug is raised where it is read
+        next(it)
 
 
 def test_request_puts_the_stable_prompt_first_and_quotes_participant_text(
