@@ -257,6 +257,9 @@ def _analyse(votes: tuple[Vote, ...], min_wiser: int, n_bootstrap: int, seed: in
     )
 
 
+# What loading raises for an unknown deliberation or question; pages catch it from here.
+NotFound = queries.NotFound
+
 WITHHELD_TITLE = "Value not published"
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gc
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
-from sqlalchemy.engine import Engine
 
 from elicit import auth
 from elicit.config import Settings, get_settings
 from elicit.runtime import StartupError, open_database
+
+if TYPE_CHECKING:  # pages reach the database only through elicit
+    from sqlalchemy.engine import Engine
 
 SESSION_KEY = "console_token"
 _heap = {"frozen": False}

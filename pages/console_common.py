@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
-from db.models import Deliberation
 from elicit import console
 from pages import common
+
+if TYPE_CHECKING:  # pages reach the database only through elicit
+    from db.models import Deliberation
 
 CHOSEN_SLUG = "console_slug"  # the deliberation last picked on any console page
 _FLASH = "console_flash"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from db.queries import NotFound
 from elicit import graphs
 from elicit.console import escape_markdown
 from graph.types import GraphError
@@ -36,7 +35,7 @@ try:
         context=filters.context,
         min_wiser=filters.min_wiser,
     )
-except (NotFound, GraphError) as exc:
+except (graphs.NotFound, GraphError) as exc:
     show_error(exc)
     st.stop()
 

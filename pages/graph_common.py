@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import streamlit as st
-from sqlalchemy.engine import Engine
 
 from elicit import graphs, simulate
+
+if TYPE_CHECKING:  # pages reach the database only through elicit
+    from sqlalchemy.engine import Engine
 
 
 @dataclass(frozen=True)

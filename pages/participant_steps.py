@@ -20,17 +20,19 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import streamlit as st
-from sqlalchemy.engine import Engine
 
 from elicit import interview, journey, values
 from elicit.cards import CARD_TOOL_NAME, Problem, check_card, split_policies
 from elicit.config import Settings
 from elicit.llm import LLMError
 from pages import common
+
+if TYPE_CHECKING:  # pages reach the database only through elicit
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
