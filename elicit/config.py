@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     mge_model_simulate: str | None = None
     mge_temperature: float = 0.4
     mge_max_output_tokens: int = 800
+    # How the output cap is sent: OpenAI wants max_completion_tokens, most compatible servers
+    # (vLLM, Ollama, LM Studio) know only max_tokens; "auto" picks by OPENAI_BASE_URL.
+    mge_token_limit_param: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
     mge_llm_timeout_s: float = 60.0
     mge_llm_max_retries: int = 2
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
@@ -280,6 +281,20 @@ def provider_errors() -> tuple[type[BaseException], ...]:
 # --- the gateway ---------------------------------------------------------------------------
 
 
+OPENAI_HOST = "api.openai.com"
+
+
+def token_limit_key(settings: Settings) -> str:
+    """The request field for the output cap: MGE_TOKEN_LIMIT_PARAM, or on "auto"
+    max_completion_tokens for OpenAI itself (newer models reject max_tokens) and max_tokens
+    for every other endpoint (vLLM, Ollama and LM Studio know only that one)."""
+    if settings.mge_token_limit_param != "auto":
+        return settings.mge_token_limit_param
+    base = settings.openai_base_url
+    host = urlsplit(base).hostname if base else OPENAI_HOST
+    return "max_completion_tokens" if host == OPENAI_HOST else "max_tokens"
+
+
 def _default_client(settings: Settings) -> openai.OpenAI:
     return _sdk().OpenAI(
         api_key=settings.openai_api_key or "not-needed",
@@ -451,13 +466,7 @@ class Gateway:
             "messages": [dict(m) for m in messages],
             "temperature": self.settings.mge_temperature if temperature is None else temperature,
         }
-        # OpenAI itself wants max_completion_tokens (newer models reject max_tokens); most
-        # compatible servers (vLLM, Ollama, LM Studio) know only max_tokens.
-        base = self.settings.openai_base_url or ""
-        limit_key = (
-            "max_completion_tokens" if not base or "api.openai.com" in base else "max_tokens"
-        )
-        params[limit_key] = self.settings.mge_max_output_tokens
+        params[token_limit_key(self.settings)] = self.settings.mge_max_output_tokens
         if tools:
             params["tools"] = tools
         if tool_choice is not None:

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from db.models import LLMCall
 from elicit.config import Settings
 from elicit.llm import (
+    OPENAI_HOST,
     USER_MESSAGES,
     CallMeta,
     Gateway,
@@ -23,6 +24,7 @@ from elicit.llm import (
     ToolCall,
     Usage,
     gateway_from_settings,
+    token_limit_key,
 )
 from elicit.prompts import load_prompt
 from tests.llm_server import Fault, Reply, ScriptedLLMServer
@@ -288,10 +290,26 @@ def test_explicit_model_and_temperature_win(llm_server: ScriptedLLMServer, gw: G
     assert llm_server.last_request.body["temperature"] == 0.0
 
 
-def test_openai_itself_gets_max_completion_tokens(llm_server: ScriptedLLMServer) -> None:
-    gateway = make_gateway(llm_server, None, openai_base_url="https://api.openai.com/v1")
-    params = gateway._chat_params(MESSAGES, META, None, None, None, None)
-    assert params["max_completion_tokens"] == 800 and "max_tokens" not in params
+def test_output_cap_field_follows_the_setting(llm_server: ScriptedLLMServer) -> None:
+    gateway = make_gateway(llm_server, None, mge_token_limit_param="max_completion_tokens")
+    gateway.chat(MESSAGES, meta=META)
+    sent = llm_server.last_request.body
+    assert sent["max_completion_tokens"] == 800 and "max_tokens" not in sent
+    gateway.close()
+
+
+def test_output_cap_field_on_auto_is_openais_only_without_a_base_url(
+    llm_server: ScriptedLLMServer,
+) -> None:
+    def key(**values: Any) -> str:
+        return token_limit_key(Settings(_env_file=None, openai_api_key="k", **values))  # type: ignore[call-arg]
+
+    assert key() == "max_completion_tokens"  # no OPENAI_BASE_URL: the SDK talks to OpenAI
+    assert key(openai_base_url=llm_server.base_url) == "max_tokens"
+    assert key(openai_base_url=f"http://{OPENAI_HOST}.example.org/v1") == "max_tokens"
+    assert key(openai_base_url=llm_server.base_url, mge_token_limit_param="max_tokens") == (
+        "max_tokens"
+    )
 
 
 # --- structured output ---------------------------------------------------------------------
