@@ -9,7 +9,7 @@ ledger as a person) until a card is shown, confirms that card, judges its peer v
 wiser-than stories, answers the survey and finishes.
 
 Its words come from a second conversation with the LLM (prompt `simulated_participant`, ledger
-purpose "simulated_participant"); its peer and wiser-than choices are seeded random draws: a
+purpose "simulate", model MGE_MODEL_SIMULATE if set); its peer and wiser-than choices are seeded random draws: a
 pilot checks that the process works, not what people think. Simulated participants are ordinary
 participants marked by their entry channel: they show in the dashboard and in the graph (as
 their own group) until `delete_simulated` removes them, with the same deletion a withdrawing
@@ -33,7 +33,7 @@ from elicit.prompts import load_prompt
 from graph.types import CHOICES
 
 PROMPT_NAME = "simulated_participant"
-PURPOSE = "simulated_participant"
+PURPOSE = "simulate"  # MGE_MODEL_SIMULATE picks the personas' model
 MAX_PARTICIPANTS = 50
 
 # Our own sketches: different ages, situations and leanings, so the pilot's cards differ.

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from db.models import Interview, LLMCall, Message, Participant, SurveyAnswer, ValuesCard, WiserVote
 from elicit import journey, simulate
 from elicit.cli import app
-from elicit.config import get_settings
+from elicit.config import Settings, get_settings
 from elicit.llm import Gateway
 from tests.elicit.test_journey import (
     GOOD,
@@ -38,8 +38,10 @@ class Pilot:
     def __init__(self) -> None:
         self.cards = 0
         self.persona_systems: list[str] = []
+        self.models: dict[str, set[str]] = {"persona": set(), "interviewer": set()}
 
     def __call__(self, request: dict[str, Any]) -> Reply:
+        self.models["interviewer" if tool_names(request) else "persona"].add(request["model"])
         if not tool_names(request):
             self.persona_systems.append(request["messages"][0]["content"])
             n = user_turns(request)
@@ -106,11 +108,31 @@ def test_each_persona_goes_through_the_whole_journey(
     assert {a.participant_id for a in rows(engine, SurveyAnswer)} == set(ids)
     # Persona calls are in the ledger under their own purpose; personas differ (seeded).
     purposes = {(c.purpose, c.participant_id) for c in rows(engine, LLMCall)}
-    assert {("simulated_participant", pid) for pid in ids} <= purposes
+    assert {("simulate", pid) for pid in ids} <= purposes
     assert len({s.split("## The person")[1][:60] for s in pilot.persona_systems}) == 3
     # The deliberation stays closed for people.
     with pytest.raises(journey.DeliberationClosed):
         joined(engine, d)
+
+
+def test_personas_speak_through_the_simulate_model(
+    engine: Engine, llm_server: ScriptedLLMServer, placed: list[int]
+) -> None:
+    pilot = Pilot()
+    llm_server.default = pilot
+    d = closed_study(engine)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        openai_base_url=llm_server.base_url,
+        openai_api_key="test",
+        mge_model="main-model",
+        mge_model_simulate="persona-model",
+    )
+    gateway = Gateway(settings=settings, engine=engine)
+    (run,) = simulate.simulate(engine, gateway, slug=d["slug"], n=1)
+    gateway.close()
+    assert run.finished
+    assert pilot.models == {"persona": {"persona-model"}, "interviewer": {"main-model"}}
 
 
 def test_a_failure_stops_that_persona_only(
@@ -124,7 +146,7 @@ def test_a_failure_stops_that_persona_only(
     assert first.problem is not None and "persona's reply failed: server" in first.problem
     assert second.finished and second.problem is None
     failed = rows(engine, LLMCall, participant_id=first.participant_id)
-    assert [(c.purpose, c.outcome) for c in failed] == [("simulated_participant", "error")]
+    assert [(c.purpose, c.outcome) for c in failed] == [("simulate", "error")]
 
 
 def test_an_interviewer_failure_is_reported_with_the_message_kept(
