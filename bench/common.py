@@ -247,12 +247,9 @@ class LLMServerProcess:
 def app_env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for an app process: ours, minus any LLM or database settings of the
     person running the bench, plus the given ones."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MGE_", "DATABASE_URL"))
-    }
-    env["DATABASE_URL"] = database_url
-    env.update(extra or {})
-    return env
+    from tests.e2e.harness import own_env
+
+    return {**own_env(), "DATABASE_URL": database_url, **(extra or {})}
 
 
 class StreamlitProcess:
@@ -283,24 +280,9 @@ class StreamlitProcess:
         return self.proc.pid
 
     def spawn(self) -> StreamlitProcess:
-        cmd = [
-            PYTHON,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(self.port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-            *self.extra_args,
-        ]
+        from tests.e2e.harness import streamlit_command
+
+        cmd = streamlit_command(self.port, *self.extra_args)
         out: Any = subprocess.DEVNULL
         if self.log_path is not None:
             out = self.log_path.open("wb")

@@ -300,8 +300,7 @@ def simulate(
                 "simulated participant(s)"
             )
             return
-        settings = settings_for(database_url)
-        gateway, embedder = _tools(database_url, engine, no_llm=False)
+        gateway, _embedder = _tools(database_url, engine, no_llm=False)
         try:
             with _progress("Simulating", enabled=True) as progress:
                 runs = sim.simulate(
@@ -310,9 +309,6 @@ def simulate(
                     slug=deliberation,
                     n=n,
                     seed=seed,
-                    max_chars=settings.mge_max_message_chars,
-                    turn_budget=settings.mge_turn_budget,
-                    embedder=embedder,
                     progress=progress,
                 )
         except (sim.SimulationError, journey.JourneyError) as exc:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from db import queries
 from db.engine import session_scope
-from elicit import interview, journey, participants
+from elicit import interview, journey, participants, values
 from elicit.llm import CallMeta, Gateway, LLMError
 from elicit.prompts import load_prompt
 from graph.types import CHOICES
@@ -219,12 +219,10 @@ def simulate(
     n: int,
     seed: int = 0,
     max_turns: int = 10,
-    max_chars: int = 4000,
-    turn_budget: int = 8,
-    embedder: Any = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[SimulatedRun]:
-    """Run `n` personas through the deliberation `slug`, one after the other.
+    """Run `n` personas through the deliberation `slug`, one after the other, with the
+    gateway's settings (message limit, turn budget, embedder) as a person's page uses them.
 
     A persona that cannot go on (an LLM failure, no card after `max_turns` messages) stops
     where it is and says why in its run; the next persona still runs.
@@ -235,6 +233,8 @@ def simulate(
         )
     if not 1 <= n <= MAX_PARTICIPANTS:
         raise SimulationError(f"Choose between 1 and {MAX_PARTICIPANTS} simulated participants.")
+    settings = gateway.settings
+    embedder = values.embedder_from_settings(settings, gateway)
     rng = random.Random(seed)
     runs: list[SimulatedRun] = []
     for k in range(n):
@@ -256,8 +256,8 @@ def simulate(
             participant_id=pid,
             persona=persona,
             max_turns=max_turns,
-            max_chars=max_chars,
-            turn_budget=turn_budget,
+            max_chars=settings.mge_max_message_chars,
+            turn_budget=settings.mge_turn_budget,
             embedder=embedder,
         )
         peer_votes = wiser_votes = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from elicit import console, journey, simulate, values
+from elicit import console, journey, simulate
 from pages import common
 from pages.console_common import CHOSEN_SLUG, flash, pick_deliberation, show_error, show_flash
 
@@ -162,7 +162,6 @@ if d is not None:
             st.number_input("How many to run", 1, simulate.MAX_PARTICIPANTS, 3, key="sim_n")
             if st.button("Run simulated participants", key="sim_run"):
                 common.require_facilitator()
-                settings = common.settings()
                 bar = st.progress(0.0, text="Starting...")
                 try:
                     runs = simulate.simulate(
@@ -171,9 +170,6 @@ if d is not None:
                         slug=d.slug,
                         n=int(st.session_state.sim_n),
                         seed=len(pilots),  # the next personas, not the same ones again
-                        max_chars=settings.mge_max_message_chars,
-                        turn_budget=settings.mge_turn_budget,
-                        embedder=values.embedder_from_settings(settings, gateway),
                         progress=lambda done, total: bar.progress(
                             done / total, text=f"{done} of {total} done"
                         ),

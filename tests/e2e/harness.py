@@ -50,6 +50,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def own_env() -> dict[str, str]:
+    """This process's environment minus any LLM or database settings of whoever runs the
+    tests, so an app process sees only what the test gives it."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MGE_", "DATABASE_URL"))
+    }
+
+
+def streamlit_command(port: int, *extra: str) -> list[str]:
+    """`streamlit run` of the app on loopback at `port`: headless, no file watcher, no
+    telemetry (the browser tests and the benchmarks start the app the same way)."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        *extra,
+    ]
+
+
 @dataclass
 class AppServer:
     """A `streamlit run streamlit_app.py` process with its own environment."""
@@ -74,29 +105,8 @@ class AppServer:
     def launch(self) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / f"streamlit-{self.port}.log"
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("OPENAI_", "MGE_", "DATABASE_URL"))
-        }
-        env.update(self.env)
-        cmd = [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(self.port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ]
+        env = {**own_env(), **self.env}
+        cmd = streamlit_command(self.port)
         with self.log_path.open("wb") as log:  # the child keeps its own handle
             self.proc = subprocess.Popen(
                 cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
