@@ -348,15 +348,23 @@ def render_interview(engine: Engine, gateway: Any, settings: Settings, participa
     with st.container(border=True):
         st.caption("Your question")
         st.markdown(plain(state.question))
+    pending = st.session_state.pop(PENDING_REPLY, None)
+    if pending is not None and pending.interview_id != state.interview_id:
+        pending = None
+    if pending is not None and not (state.mode == "llm" and state.awaiting_reply):
+        # The reply started by the chat callback got further than this run's state before it
+        # was loaded: its message is stored (a card may still be re-asked) or it switched the
+        # chat to the form. Wait for its end, then draw the interview as it now is.
+        pending.consume()
+        if pending.error:
+            st.session_state[CHAT_ERROR] = pending.error
+        st.rerun()
     error = st.session_state.pop(CHAT_ERROR, None)
     if state.mode == "form":
         if error:  # e.g. why the interview just switched to the guided form
             st.warning(plain(error))
         render_form(engine, settings, state)
         return
-    pending = st.session_state.pop(PENDING_REPLY, None)
-    if pending is not None and pending.interview_id != state.interview_id:
-        pending = None
     for m in state.messages:
         _render_message(m)
     if error:

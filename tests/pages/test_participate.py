@@ -422,6 +422,41 @@ def test_llm_fault_loses_no_participant_message(
     assert user_texts(app_db) == [typed]
 
 
+def test_a_reply_that_ended_before_the_page_redrew_is_shown_once_with_its_outcome(
+    app_sqlite: Engine, llm_server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chat callback starts the reply in a thread; a quick one (here: made to finish
+    first) has already stored its message, or switched the chat to the form, when the page
+    loads the interview. The page must still say why, and show the message once."""
+    from elicit import interview
+
+    real_start = interview.Reply.start
+
+    def start_and_finish(self: interview.Reply) -> interview.Reply:
+        real_start(self)
+        assert self.wait(10)
+        return self
+
+    monkeypatch.setattr(interview.Reply, "start", start_and_finish)
+    at, d = to_interview(app_sqlite)
+    llm_server.script(Reply(text="What did you notice then?"))
+    at = say(at, "My aunt listened.")
+    assert unescape(texts(at)).count("What did you notice then?") == 1
+    # A card that needs the forced re-ask: two calls, both over before the page loads.
+    llm_server.script(Reply.malformed_tool_call(TOOL), Reply(tool_calls=[ToolCall(TOOL, GOOD)]))
+    at = say(at, "She asked before she advised.")
+    assert at.text_input(key="card_title").value == GOOD["title"]
+    llm_server.script(Fault.http(401))
+    at = say(at, "She never judged.")
+    assert "interviewer is not available" in texts(at)  # why the form took over
+    assert "No AI is assisting" in texts(at)
+    assert user_texts(app_sqlite) == [
+        "My aunt listened.",
+        "She asked before she advised.",
+        "She never judged.",
+    ]
+
+
 def test_three_failures_switch_to_the_guided_form(
     app_db: Engine, llm_server: ScriptedLLMServer, placed: list[int]
 ) -> None:
